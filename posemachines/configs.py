@@ -1,0 +1,78 @@
+"""Config defaults. Experiment files under experiments/ start from these and change a few fields.
+
+A config is an ml_collections.ConfigDict with sections:
+  model      architecture (see posemachines/models/cpm.py for the CPM fields)
+  data       dataset, splits, crop size and augmentation
+  targets    belief-map and center-map widths (in input pixels)
+  loss       intermediate supervision, per-stage weights
+  optim      optax optimizer, schedule and per-layer learning-rate multipliers
+  + training-loop fields (steps, batch size, logging, checkpointing, evaluation)
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
+  """The released CPM (Wei et al. 2016) at 368x368: architecture and training setup."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = ml_collections.ConfigDict(dict(
+      name='cpm', num_stages=num_stages,
+      trunk_kernels=(9, 9, 9), trunk_widths=(128, 128, 128), trunk_pools=(True, True, True),
+      stage1_kernels=(5, 9, 1), stage1_widths=(32, 512, 512), stage1_dropout=(False, True, True),
+      stage_feature_kernel=5, stage_feature_width=32,
+      stage_kernels=(11, 11, 11, 1), stage_widths=(128, 128, 128, 128),
+      use_center_map=True, dropout_rate=0.5, weight_init='gaussian'))
+  c.data = ml_collections.ConfigDict(dict(
+      dataset='mpii', data_dir='', train_split='train', eval_split='validation',
+      parts='cpm14',                 # model part order (posemachines/skeleton.py)
+      crop_size=368,
+      target_dist=41 / 35,           # person height after normalisation = 200 * target_dist px at 368
+      scale_min=0.7, scale_max=1.3, max_rotation=40.0, flip=True, max_shift=40.0,
+      max_others=4,                  # other people kept for stage-1 peaks
+      shuffle_buffer=2048, prefetch=2, num_parallel_calls=-1, cache=False,
+      # synthetic-people settings (used when dataset == 'synthetic_people')
+      synthetic_image_size=160, synthetic_num_train=4000, synthetic_num_validation=500))
+  c.targets = ml_collections.ConfigDict(dict(sigma=7.0, center_sigma=21.0,
+                                             others_in_stage1=True))
+  c.loss = ml_collections.ConfigDict(dict(intermediate_supervision=True))
+  c.optim = ml_collections.ConfigDict(dict(
+      name='sgd', learning_rate=8e-5, momentum=0.9, weight_decay=5e-4,
+      schedule='step', decay_factor=0.333, decay_every=136_106, warmup_steps=0,
+      stage1_lr_mult=5.0, bias_lr_mult=2.0))
+  c.batch_size = 16
+  c.num_train_steps = 600_000
+  c.log_every_steps = 50
+  c.eval_every_steps = 10_000
+  c.checkpoint_every_steps = 5_000
+  c.keep_checkpoints = 3
+  c.num_eval_examples = -1           # -1: the whole eval split
+  c.eval_batch_size = 16
+  c.num_pictures = 8                 # validation images drawn at the end of training
+  c.on_nan = 'stop'                  # 'stop' or 'skip'
+  return c
+
+
+def cpm_small() -> ml_collections.ConfigDict:
+  """A small CPM on the built-in synthetic people that trains in minutes on a laptop CPU."""
+  c = cpm_release(num_stages=3)
+  c.model.update(dict(
+      trunk_kernels=(5, 5, 5), trunk_widths=(16, 32, 32), trunk_pools=(True, True, False),
+      stage1_kernels=(5, 9, 1), stage1_widths=(32, 64, 64), stage1_dropout=(False, False, False),
+      stage_feature_kernel=3, stage_feature_width=16,
+      stage_kernels=(5, 5, 5, 1), stage_widths=(48, 48, 48, 48),
+      dropout_rate=0.0, weight_init='he'))
+  c.data.update(dict(dataset='synthetic_people', crop_size=96, max_shift=10.0, cache=True,
+                     max_others=1))
+  c.targets.update(dict(sigma=7.0 * 96 / 368, center_sigma=21.0 * 96 / 368))
+  c.optim.update(dict(name='adam', learning_rate=2e-3, schedule='cosine', warmup_steps=100,
+                      weight_decay=0.0, stage1_lr_mult=1.0, bias_lr_mult=1.0))
+  c.batch_size = 16
+  c.num_train_steps = 1500
+  c.log_every_steps = 20
+  c.eval_every_steps = 500
+  c.checkpoint_every_steps = 250
+  c.num_eval_examples = -1
+  c.eval_batch_size = 50
+  return c

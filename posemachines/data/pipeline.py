@@ -1,0 +1,235 @@
+"""Host input pipeline: tf.data over a tfds split, one person-centric affine warp per example.
+
+Per example: decode, then one affine warp image -> crop that normalises the person's size
+(person height -> 200 * target_dist * crop / 368 px), applies random scale, rotation, flip and
+shift, and crops ``crop_size`` x ``crop_size`` with grey padding. The keypoints go through exactly
+the same transform; a flip swaps left and right parts. All randomness is stateless, from
+(seed, epoch, example index), so a run is reproducible and resumes exactly from its step.
+
+Batches are dicts of numpy arrays (host-local part of the global batch):
+  image      uint8 [B, S, S, 3]
+  keypoints  float32 [B, P, 3]     x, y in crop pixels, annotated flag (model part order)
+  visible    float32 [B, P]
+  others     float32 [B, K, P, 3]  other people (zero-padded to K = max_others)
+  eval only: crop_to_image float32 [B, 2, 3], joints float32 [B, P, 3] (image pixels),
+             norm float32 [B], index int32 [B]
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from posemachines import skeleton
+from posemachines.data import registry
+
+GREY = 128.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+  crop_size: int
+  target_dist: float
+  scale_min: float = 1.0
+  scale_max: float = 1.0
+  max_rotation: float = 0.0
+  flip: bool = False
+  max_shift: float = 0.0
+
+  @classmethod
+  def from_config(cls, data, train: bool):
+    base = dict(crop_size=data.crop_size, target_dist=data.target_dist)
+    if not train:
+      return cls(**base)
+    return cls(scale_min=data.scale_min, scale_max=data.scale_max, max_rotation=data.max_rotation,
+               flip=data.flip, max_shift=data.max_shift, **base)
+
+
+def example_seed(seed: int, epoch, index):
+  """The stateless seed of one example's augmentation: a function of (seed, epoch, index)."""
+  return tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64),
+                   tf.cast(index, tf.int64)])
+
+
+def affine_params(aug: Augment, rng_seed):
+  """Random (scale multiplier, rotation in degrees, flip, shift x, shift y) for one example."""
+  u = tf.random.stateless_uniform([5], rng_seed, dtype=tf.float32)
+  mult = aug.scale_min + (aug.scale_max - aug.scale_min) * u[0]
+  rot = aug.max_rotation * (2.0 * u[1] - 1.0)
+  flip = tf.logical_and(tf.constant(aug.flip), u[2] < 0.5)
+  shift = aug.max_shift * (2.0 * u[3:5] - 1.0)
+  return mult, rot, flip, shift
+
+
+def image_to_crop(aug: Augment, center, person_scale, mult, rot, flip, shift):
+  """The 2x3 affine matrix taking image pixels to crop pixels (pixel centres at integers)."""
+  s = (aug.crop_size / 368.0) * aug.target_dist / person_scale * mult
+  theta = rot * (math.pi / 180.0)
+  c, sn = tf.cos(theta) * s, tf.sin(theta) * s
+  fx = tf.where(flip, -1.0, 1.0)
+  m = tf.stack([tf.stack([fx * c, -fx * sn]), tf.stack([sn, c])])  # F R s
+  half = (aug.crop_size - 1) / 2.0
+  t = tf.stack([half, half]) + shift - tf.linalg.matvec(m, center)
+  return tf.concat([m, t[:, None]], axis=1)
+
+
+def invert_affine(a):
+  m, t = a[:, :2], a[:, 2]
+  mi = tf.linalg.inv(m)
+  return tf.concat([mi, -tf.linalg.matvec(mi, t)[:, None]], axis=1)
+
+
+def apply_affine(a, points):
+  """points [..., 2] -> a @ [x, y, 1]."""
+  return tf.linalg.matvec(a[:, :2], points) + a[:, 2]
+
+
+def warp_image(image, crop_to_image, crop_size: int):
+  """Bilinear warp with grey padding; output pixel (x, y) samples the image at A (x, y, 1)."""
+  a = tf.reshape(crop_to_image, [6])
+  transform = tf.concat([a, tf.zeros([2])], axis=0)[None]
+  out = tf.raw_ops.ImageProjectiveTransformV3(
+      images=tf.cast(image, tf.float32)[None], transforms=transform,
+      output_shape=tf.constant([crop_size, crop_size]), fill_value=GREY,
+      interpolation='BILINEAR', fill_mode='CONSTANT')[0]
+  return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+
+def _part_conversion(src: str, dst: str):
+  idx = skeleton.conversion(src, dst)
+  return tf.constant(np.maximum(idx, 0)), tf.constant(idx >= 0)
+
+
+def to_model_parts(joints, annotated, src: str, dst: str):
+  """[..., Pd, 2] + [..., Pd] -> [..., Pm, 3] (x, y, annotated) in the model's part order."""
+  idx, present = _part_conversion(src, dst)
+  xy = tf.gather(joints, idx, axis=-2)
+  ann = tf.logical_and(tf.gather(annotated, idx, axis=-1), present)
+  return tf.concat([xy, tf.cast(ann, tf.float32)[..., None]], axis=-1)
+
+
+def make_transform_fn(aug: Augment, src_parts: str, model_parts: str, seed: int, max_others: int,
+                      train: bool):
+  """The per-example map: (index, epoch, raw tfds example) -> augmented crop and keypoints."""
+  flip_perm = tf.constant(skeleton.get(model_parts).flip_permutation)
+
+  def fn(index, epoch, ex):
+    image = tf.io.decode_image(ex['image'], channels=3, expand_animations=False)
+    if train:
+      mult, rot, flip, shift = affine_params(aug, example_seed(seed, epoch, index))
+    else:
+      mult, rot, flip, shift = 1.0, 0.0, tf.constant(False), tf.zeros([2])
+    fwd = image_to_crop(aug, ex['center'], ex['scale'], mult, rot, flip, shift)
+    inv = invert_affine(fwd)
+    crop = warp_image(image, inv, aug.crop_size)
+
+    kp = to_model_parts(ex['joints'], ex['joints_annotated'], src_parts, model_parts)
+    vis = tf.cast(tf.gather(ex['joints_visible'], _part_conversion(src_parts, model_parts)[0]),
+                  tf.float32) * kp[:, 2]
+    others = ex['others'][:max_others]
+    others = to_model_parts(others[..., :2], others[..., 2] > 0, src_parts, model_parts)
+    moved = tf.concat([apply_affine(fwd, kp[:, :2]), kp[:, 2:]], axis=-1)
+    others = tf.concat([apply_affine(fwd, others[..., :2]), others[..., 2:]], axis=-1)
+    moved = tf.where(flip, tf.gather(moved, flip_perm), moved)
+    vis = tf.where(flip, tf.gather(vis, flip_perm), vis)
+    others = tf.where(flip, tf.gather(others, flip_perm, axis=1), others)
+    others = tf.pad(others, [[0, max_others - tf.shape(others)[0]], [0, 0], [0, 0]])
+    out = {'image': crop, 'keypoints': moved, 'visible': vis,
+           'others': tf.ensure_shape(others, [max_others, None, 3])}
+    if not train:
+      out.update(crop_to_image=inv, joints=kp, norm=ex['norm'],
+                 index=tf.cast(index, tf.int32))
+    return out
+
+  return fn
+
+
+def _raw_split(config, split: str, process_index: int, process_count: int):
+  builder = registry.get_builder(config)
+  info = builder.info
+  num = info.splits[split].num_examples
+  per_host = num // process_count
+  if per_host == 0:
+    raise ValueError(f'split {split!r} of {info.name} has {num} examples, fewer than the '
+                     f'{process_count} processes reading it')
+  start = process_index * per_host
+  ds = builder.as_dataset(split=f'{split}[{start}:{start + per_host}]', shuffle_files=False,
+                          decoders={'image': tfds.decode.SkipDecoding()})
+  ds = ds.map(lambda ex: {k: ex[k] for k in ('image', 'joints', 'joints_annotated',
+                                             'joints_visible', 'center', 'scale', 'norm',
+                                             'others')})
+  return ds, per_host, start, registry.skeleton_name(builder)
+
+
+def train_dataset(config, process_index: int = 0, process_count: int = 1, start_step: int = 0):
+  """An endless stream of augmented local batches, beginning at global step ``start_step``.
+
+  Epoch e of this host's stream is its shard shuffled with a seed of (config.seed, e); example k
+  of the stream is augmented with a seed of (config.seed, e, example index). The stream therefore
+  depends only on (config, process layout), and a run resumed at step s reads exactly the batches
+  an uninterrupted run reads from step s on.
+  """
+  data = config.data
+  if config.batch_size % process_count:
+    raise ValueError(f'batch_size {config.batch_size} is not divisible by the {process_count} '
+                     'processes')
+  batch = config.batch_size // process_count
+  ds, n, start, src_parts = _raw_split(config, data.train_split, process_index, process_count)
+  if data.cache:
+    ds = ds.cache()
+  ds = ds.enumerate(start=start)
+  buffer = min(n, data.shuffle_buffer)
+  first_epoch, skip = divmod(start_step * batch, n)
+
+  def epoch_ds(epoch):
+    seed = tf.cast(config.seed, tf.int64) * 1_000_003 + epoch
+    return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False).map(
+        lambda i, ex: (i, epoch, ex))
+
+  fn = make_transform_fn(Augment.from_config(data, train=True), src_parts, data.parts,
+                         config.seed, data.max_others, train=True)
+  out = tf.data.Dataset.range(first_epoch, 2 ** 40).flat_map(epoch_ds).skip(skip)
+  out = out.map(fn, num_parallel_calls=_parallel(data), deterministic=True)
+  return out.batch(batch, drop_remainder=True).prefetch(data.prefetch)
+
+
+def eval_dataset(config, process_index: int = 0, process_count: int = 1,
+                 num_examples: int = -1):
+  """This host's share of the eval split, un-augmented, in order, with what evaluation needs.
+
+  The last batch is padded to the full batch size with copies of the last example whose
+  ``index`` is -1, so every host runs the same number of identical-shape steps.
+  """
+  data = config.data
+  batch = config.eval_batch_size // process_count
+  ds, n, start, src_parts = _raw_split(config, data.eval_split, process_index, process_count)
+  if num_examples > 0:
+    ds = ds.take(max(num_examples // process_count, 1))
+  fn = make_transform_fn(Augment.from_config(data, train=False), src_parts, data.parts,
+                         config.seed, data.max_others, train=False)
+  ds = ds.enumerate(start=start).map(lambda i, ex: fn(i, 0, ex),
+                                     num_parallel_calls=_parallel(data), deterministic=True)
+  return ds.batch(batch).map(lambda b: _pad_batch(b, batch)).prefetch(data.prefetch)
+
+
+def _pad_batch(b, size):
+  short = size - tf.shape(b['index'])[0]
+
+  def pad(k, v):
+    tail = tf.repeat(v[-1:], short, axis=0)
+    if k == 'index':
+      tail = -tf.ones_like(tail)
+    return tf.concat([v, tail], axis=0)
+
+  return {k: pad(k, v) for k, v in b.items()}
+
+
+def _parallel(data):
+  return tf.data.AUTOTUNE if data.num_parallel_calls < 0 else data.num_parallel_calls
+
+
+def as_numpy(ds):
+  return tfds.as_numpy(ds)

@@ -1,0 +1,89 @@
+"""The device side of training: inputs, targets, loss, the train step and the eval step.
+
+Pure functions of (state, batch); train.py jits them over the device mesh.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from posemachines import evaluate, losses, targets
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def model_inputs(images, crop_size: int, center_sigma: float):
+  """uint8 crops -> (pixel / 256 - 0.5, center map at the crop centre) as the release feeds."""
+  x = images.astype(jnp.float32) / 256.0 - 0.5
+  half = (crop_size - 1) / 2.0
+  center = jnp.full((images.shape[0], 2), half, jnp.float32)
+  return x, targets.center_map(center, crop_size, crop_size, center_sigma)
+
+
+def stage_targets(config, batch, num_stages: int, map_size: int, stride: int):
+  """Ideal belief maps per stage [T, B, H, W, P+1]; stage 1 may also peak at other people."""
+  t = config.targets
+  main = targets.belief_maps(batch['keypoints'], map_size, map_size, stride, t.sigma)
+  if not t.others_in_stage1 or batch['others'].shape[1] == 0:
+    return jnp.broadcast_to(main, (num_stages,) + main.shape)
+  first = targets.belief_maps(batch['keypoints'], map_size, map_size, stride, t.sigma,
+                              others=batch['others'])
+  return jnp.concatenate([first[None], jnp.broadcast_to(main, (num_stages - 1,) + main.shape)])
+
+
+def stage_weights(config, num_stages: int):
+  w = config.loss.get('stage_weights', None)
+  if w:
+    return jnp.asarray(w, jnp.float32)
+  if config.loss.intermediate_supervision:
+    return jnp.ones(num_stages)
+  return jnp.zeros(num_stages).at[-1].set(1.0)
+
+
+def loss_fn(params, batch, rng, *, model, config, train: bool = True):
+  x, c = model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
+  beliefs = model.apply(params, x, c, train=train, rngs={'dropout': rng})
+  num_stages, _, map_size = beliefs.shape[:3]
+  tgt = stage_targets(config, batch, num_stages, map_size, model.stride)
+  per_stage = losses.stage_losses(beliefs, tgt)
+  return losses.total_loss(per_stage, stage_weights=stage_weights(config, num_stages)), per_stage
+
+
+def train_step(state: TrainState, batch, rng, *, model, tx, config):
+  rng = jax.random.fold_in(rng, state.step)
+  grad_fn = jax.value_and_grad(functools.partial(loss_fn, model=model, config=config),
+                               has_aux=True)
+  (loss, per_stage), grads = grad_fn(state.params, batch, rng)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = jax.tree.map(jnp.add, state.params, updates)
+  grad_norm = optax_global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+  if config.on_nan == 'skip':  # keep the old parameters, count the step
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new,
+                       state.replace(step=state.step + 1))
+  metrics = {'loss': loss, 'stage_loss': per_stage, 'grad_norm': grad_norm, 'finite': finite}
+  return new, metrics
+
+
+def optax_global_norm(tree):
+  return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(tree)))
+
+
+def eval_step(params, batch, *, model, config):
+  """Per-stage keypoints in image pixels and their distances to the ground truth."""
+  x, c = model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
+  beliefs = model.apply(params, x, c, train=False)
+  pred = evaluate.predict_keypoints(beliefs, model.stride, batch['crop_to_image'])
+  dist = jnp.linalg.norm(pred[..., :2] - batch['joints'][None, ..., :2], axis=-1)
+  return {'pred': pred, 'dist': dist, 'annotated': batch['joints'][..., 2], 'norm': batch['norm'],
+          'index': batch['index'], 'visible': batch.get('visible')}

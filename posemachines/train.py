@@ -1,0 +1,194 @@
+"""Training: ``python -m posemachines.train --config=experiments/NAME.py --workdir=DIR``.
+
+With no flags it trains the default small CPM on built-in synthetic people into ./workdirs/default.
+The step is jitted over a 1-D ('data',) mesh of every device of every process: params replicated,
+batch split, so BatchNorm-style statistics and the gradient mean are over the global batch.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+
+from absl import app, flags, logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+from ml_collections import config_flags
+
+from posemachines import checkpoint, evaluate, models, optim, skeleton
+from posemachines.step import TrainState, eval_step, train_step
+from posemachines import metrics_writer
+from posemachines.data import pipeline
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'experiments/default.py',
+                                          'Experiment config file.', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', 'workdirs/default', 'Checkpoints, logs and pictures.')
+
+
+def make_mesh():
+  return jax.make_mesh((jax.device_count(),), ('data',))
+
+
+def shard_batch(batch, mesh):
+  """Host-local numpy batch -> global jax.Arrays split along 'data' across every process."""
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def init_state(config, model, tx, mesh):
+  crop = config.data.crop_size
+  x = jnp.zeros((1, crop, crop, 3))
+  c = jnp.zeros((1, crop, crop, 1))
+
+  def init(rng):
+    params = model.init(rng, x, c)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  abstract = jax.eval_shape(init, jax.random.key(0))
+  shardings = jax.tree.map(lambda _: replicated, abstract)
+  state = jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
+  return state, abstract, shardings
+
+
+def build(config, mesh, frozen=()):
+  """Model, optimizer, jitted train/eval steps and an initial state for ``config``."""
+  model = models.build(config)
+  crop = config.data.crop_size
+  abstract_params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, crop, crop, 3)),
+                                   jnp.zeros((1, crop, crop, 1)))
+  tx, sched = optim.make(config.optim, abstract_params, config.num_train_steps, frozen)
+  state, abstract, shardings = init_state(config, model, tx, mesh)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  step = jax.jit(functools.partial(train_step, model=model, tx=tx, config=config),
+                 out_shardings=(shardings, replicated), donate_argnums=(0,))
+  ev = jax.jit(functools.partial(eval_step, model=model, config=config),
+               out_shardings=replicated)
+  return model, sched, state, abstract, step, ev
+
+
+def run_evaluation(config, params, eval_fn, mesh, num_examples=None, keep_predictions=False):
+  """PCKh (or PCK) @0.5 of every stage over the eval split, gathered from every process."""
+  n = config.num_eval_examples if num_examples is None else num_examples
+  ds = pipeline.eval_dataset(config, jax.process_index(), jax.process_count(), n)
+  dists, ann, norms, preds, indices = [], [], [], [], []
+  for batch in pipeline.as_numpy(ds):
+    out = jax.device_get(eval_fn(params, shard_batch(batch, mesh)))
+    keep = out['index'] >= 0
+    dists.append(out['dist'][:, keep])
+    ann.append(out['annotated'][keep])
+    norms.append(out['norm'][keep])
+    indices.append(out['index'][keep])
+    if keep_predictions:
+      preds.append(out['pred'][:, keep])
+  dist = np.concatenate(dists, axis=1)
+  annotated, norm = np.concatenate(ann), np.concatenate(norms)
+  parts = skeleton.get(config.data.parts).parts
+  result = {'num_people': int(dist.shape[1]), 'stages': []}
+  for t in range(dist.shape[0]):
+    per_part, total = evaluate.pck(dist[t], annotated, norm, 0.5)
+    result['stages'].append({'stage': t + 1, 'pck@0.5': total,
+                             'per_part': dict(zip(parts, map(float, per_part)))})
+  if keep_predictions:
+    result['predictions'] = np.concatenate(preds, axis=1)
+    result['index'] = np.concatenate(indices)
+  return result
+
+
+def _format_eval(result):
+  return ' '.join(f's{s["stage"]}={100 * s["pck@0.5"]:.1f}' for s in result['stages'])
+
+
+def train_and_evaluate(config, workdir: str):
+  """Trains ``config`` into ``workdir``, resuming from its newest checkpoint if there is one."""
+  is_main = jax.process_index() == 0
+  mesh = make_mesh()
+  if config.batch_size % jax.device_count():
+    raise ValueError(f'batch_size {config.batch_size} must be divisible by the '
+                     f'{jax.device_count()} devices')
+  # ------------------------------------------------------------------------------ set-up --
+  model, sched, state, abstract, step_fn, eval_fn = build(config, mesh, config.get('frozen', ()))
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
+  restored, start = checkpoint.restore_latest(mngr, abstract)
+  if restored is not None:
+    state = restored
+    logging.info('Resuming from the checkpoint at step %d in %s', start, workdir)
+  start = int(state.step)
+  writer = metrics_writer.MetricsWriter(workdir, enabled=is_main)
+  if is_main:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+  rng = jax.random.key(config.seed + 1)
+  data = iter(pipeline.as_numpy(pipeline.train_dataset(config, jax.process_index(),
+                                                       jax.process_count(), start)))
+  # ----------------------------------------------------------------------------- training --
+  bar = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=not is_main,
+                  desc='train', unit='step', dynamic_ncols=True)
+  t0, seen = time.time(), 0
+  result = None
+  for step in range(start, config.num_train_steps):
+    batch = shard_batch(next(data), mesh)
+    state, metrics = step_fn(state, batch, rng)
+    metrics = jax.device_get(metrics)
+    if not metrics['finite']:
+      bad = [t + 1 for t, v in enumerate(metrics['stage_loss']) if not np.isfinite(v)]
+      where = f'stage {bad[0]} loss' if bad else 'gradients'
+      if config.on_nan != 'skip':
+        raise FloatingPointError(
+            f'Non-finite {where} at step {step + 1}: loss={metrics["loss"]}, '
+            f'per-stage={metrics["stage_loss"].tolist()}. The last good checkpoint is kept in '
+            f'{workdir}; set --config.on_nan=skip to skip such steps.')
+      logging.warning('Skipped step %d: non-finite %s.', step + 1, where)
+    seen += config.batch_size
+    bar.update(1)
+    done = step + 1
+    if done % config.log_every_steps == 0 or done == config.num_train_steps:
+      rate = seen / (time.time() - t0)
+      scalars = {'loss': float(metrics['loss']), 'learning_rate': float(sched(step)),
+                 'grad_norm': float(metrics['grad_norm']), 'images_per_sec': rate}
+      scalars.update({f'loss/stage{t + 1}': float(v)
+                      for t, v in enumerate(metrics['stage_loss'])})
+      writer.write(done, scalars)
+      bar.set_postfix(loss=f'{scalars["loss"]:.4g}', img_s=f'{rate:.1f}')
+      t0, seen = time.time(), 0
+    if done % config.checkpoint_every_steps == 0 or done == config.num_train_steps:
+      checkpoint.save(mngr, done, state, force=True)
+    if done % config.eval_every_steps == 0 or done == config.num_train_steps:
+      result = run_evaluation(config, state.params, eval_fn, mesh)
+      writer.write(done, {f'eval/pck@0.5/stage{s["stage"]}': s['pck@0.5']
+                          for s in result['stages']})
+      bar.write(f'step {done}: PCK@0.5 per stage {_format_eval(result)}')
+      t0, seen = time.time(), 0
+  bar.close()
+  mngr.wait_until_finished()
+  # ------------------------------------------------------------------------------ results --
+  if result is None:
+    result = run_evaluation(config, state.params, eval_fn, mesh)
+  if is_main:
+    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+      json.dump({'step': int(state.step), **result}, f, indent=2)
+  if config.num_pictures and is_main and jax.process_count() == 1:
+    from posemachines import plots
+    plots.training_pictures(config, model, state.params, workdir)
+  writer.close()
+  return state, result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  workdir = _WORKDIR.value
+  os.makedirs(workdir, exist_ok=True)
+  logging.info('Devices: %s; process %d of %d', jax.devices(), jax.process_index(),
+               jax.process_count())
+  _, result = train_and_evaluate(config, workdir)
+  print(f'Final PCK@0.5 per stage: {_format_eval(result)} '
+        f'({result["num_people"]} people, {workdir}/eval.json)')
+
+
+if __name__ == '__main__':
+  app.run(main)

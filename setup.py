@@ -1,0 +1,29 @@
+"""posemachines: sequential-prediction human pose estimation (CPM and recurrent) in JAX/Flax."""
+from setuptools import find_packages, setup
+
+setup(
+    name='posemachines',
+    version='0.1.0',
+    description='Convolutional Pose Machines and Recurrent Human Pose Estimation in JAX/Flax',
+    long_description=open('README.md').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['posemachines', 'posemachines.*']),
+    python_requires='>=3.10',
+    install_requires=[
+        'jax>=0.8',
+        'flax>=0.10',
+        'optax',
+        'orbax-checkpoint',
+        'tensorflow-cpu',
+        'tensorflow-datasets>=4.9',
+        'tensorboard',
+        'absl-py',
+        'ml-collections',
+        'numpy',
+        'scipy',
+        'matplotlib',
+        'pillow',
+        'tqdm',
+    ],
+    extras_require={'test': ['pytest', 'pytest-xdist']},
+)
