@@ -16,6 +16,7 @@ setup(
         'orbax-checkpoint',
         'tensorflow-cpu',
         'tensorflow-datasets>=4.9',
+        'importlib_resources',
         'tensorboard',
         'absl-py',
         'ml-collections',

@@ -33,7 +33,8 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       max_others=4,                  # other people kept for stage-1 peaks
       shuffle_buffer=2048, prefetch=2, num_parallel_calls=-1, cache=False,
       # synthetic-people settings (used when dataset == 'synthetic_people')
-      synthetic_image_size=160, synthetic_num_train=4000, synthetic_num_validation=500))
+      synthetic_image_size=160, synthetic_num_train=4000, synthetic_num_validation=500,
+      synthetic_seed=0))
   c.targets = ml_collections.ConfigDict(dict(sigma=7.0, center_sigma=21.0,
                                              others_in_stage1=True))
   c.loss = ml_collections.ConfigDict(dict(intermediate_supervision=True))

@@ -19,7 +19,8 @@ def get_builder(config):
     from posemachines.data import synthetic
     return synthetic.builder(data_dir(config), image_size=data.synthetic_image_size,
                              num_train=data.synthetic_num_train,
-                             num_validation=data.synthetic_num_validation, seed=config.seed)
+                             num_validation=data.synthetic_num_validation,
+                             seed=data.synthetic_seed)
   if name == 'json_people':
     from posemachines.data import json_people
     return json_people.builder(data.annotations, data_dir(config),

@@ -328,8 +328,9 @@ def _background(rng, size: int) -> tuple[np.ndarray, np.ndarray]:
   c0, c1 = _colour(rng), _colour(rng)
   ang = rng.uniform(0, 2 * math.pi)
   ramp = np.linspace(-1, 1, 8)
-  t = (ramp[None, :] * math.cos(ang) + ramp[:, None] * math.sin(ang)) * 0.5 + 0.5
-  small = Image.fromarray((c0 + (c1 - c0) * t[..., None]).astype(np.uint8))
+  t = ramp[None, :] * math.cos(ang) + ramp[:, None] * math.sin(ang)
+  t = t / (abs(math.cos(ang)) + abs(math.sin(ang))) * 0.5 + 0.5  # 0 to 1 across the image
+  small = Image.fromarray(np.clip(c0 + (c1 - c0) * t[..., None], 0, 255).astype(np.uint8))
   grad = small.resize((size, size), Image.BILINEAR).resize((size * _SS,) * 2, Image.NEAREST)
   return np.asarray(grad), (c0 + c1) / 2
 
@@ -576,9 +577,10 @@ def _second_person(rng, canvas: _Canvas, fig: dict, bg_mean: np.ndarray) -> np.n
 
 
 def _finish(rng, canvas: _Canvas) -> np.ndarray:
-  """Downsamples the canvas and adds sensor noise."""
+  """Downsamples the canvas and adds sensor noise (uniform, standard deviation up to 8)."""
   img = np.asarray(canvas.img.reduce(_SS), np.float32)
-  img += rng.standard_normal(img.shape, np.float32) * np.float32(rng.uniform(0, 8))
+  spread = np.float32(rng.uniform(0, 8) * math.sqrt(12))
+  img += (rng.random(img.shape, np.float32) - np.float32(0.5)) * spread
   return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -642,8 +644,8 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download
     cfg = self.builder_config
-    return {'train': self._generate_examples('train', cfg.num_train),
-            'validation': self._generate_examples('validation', cfg.num_validation)}
+    sizes = {'train': cfg.num_train, 'validation': cfg.num_validation}
+    return {split: self._generate_examples(split, n) for split, n in sizes.items() if n > 0}
 
   def _generate_examples(self, split: str, count: int):
     cfg = self.builder_config

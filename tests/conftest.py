@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny synthetic-people dataset and a tiny CPM config."""
+import os
+
+import pytest
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def tiny_config(data_dir: str, **overrides):
+  """A 2-stage, narrow CPM on 48x48 crops of a tiny synthetic set: seconds per step on CPU."""
+  from posemachines import configs
+  c = configs.cpm_small()
+  c.model.update(dict(num_stages=2, trunk_kernels=(3, 3), trunk_widths=(8, 8),
+                      trunk_pools=(True, True), stage1_kernels=(3, 1), stage1_widths=(8, 8),
+                      stage1_dropout=(False, False), stage_feature_kernel=3,
+                      stage_feature_width=4, stage_kernels=(3, 1), stage_widths=(8, 8)))
+  c.data.update(dict(data_dir=data_dir, crop_size=48, synthetic_image_size=64,
+                     synthetic_num_train=32, synthetic_num_validation=8, shuffle_buffer=32,
+                     num_parallel_calls=1))
+  c.targets.update(dict(sigma=3.0, center_sigma=6.0))
+  c.update(dict(batch_size=8, eval_batch_size=8, num_train_steps=4, log_every_steps=2,
+                eval_every_steps=1000, checkpoint_every_steps=2, num_pictures=0))
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split('.')
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+@pytest.fixture(scope='session')
+def tfds_dir(tmp_path_factory):
+  """A tfds data dir holding the tiny synthetic set (prepared once per session)."""
+  d = str(tmp_path_factory.mktemp('tfds'))
+  from posemachines.data import registry
+  registry.get_builder(tiny_config(d))
+  return d
