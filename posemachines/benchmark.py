@@ -190,6 +190,21 @@ def _result(times, batch_size: int, gflop_per_image, **extra) -> dict:
   return out
 
 
+def random_params(model, x, c, sharding, seed: int = 0):
+  """He-normal kernels and zero biases in the shapes of ``model.init``, drawn on the host (XLA
+  compiles random initialisers slowly on CPU and their values do not change the speed)."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(a):
+    if a.ndim < 2:
+      return np.zeros(a.shape, a.dtype)
+    std = np.sqrt(2.0 / np.prod(a.shape[:-1]))
+    return (rng.standard_normal(a.shape) * std).astype(a.dtype)
+
+  abstract = jax.eval_shape(model.init, jax.random.key(0), x, c)
+  return jax.device_put(jax.tree.map(leaf, abstract), sharding)
+
+
 def forward_gflop(model, crop_size: int) -> float:
   """GFLOP per image of the forward pass (convolutions and matmuls)."""
   from posemachines import summary  # pylint: disable=g-import-not-at-top
@@ -208,8 +223,7 @@ def measure_forward(config, batch_size: int, steps: int = DEFAULT_STEPS['forward
   _, split, replicated = _mesh_and_shardings()
   images = _shard({'image': fake_batch(config, batch_size)['image']}, split)['image']
   x, c = step_lib.model_inputs(images, crop, config.targets.center_sigma)
-  init = jax.jit(model.init, out_shardings=replicated)
-  params = init(jax.random.key(config.seed), x[:1], c[:1])
+  params = random_params(model, x[:1], c[:1], replicated, config.seed)
   apply = jax.jit(lambda p, x, c: model.apply(p, x, c, train=False))
   compiled, compile_s = _compile(apply, params, x, c)
   times = _time_steps(lambda: compiled(params, x, c), steps, warmup)
@@ -288,6 +302,8 @@ def benchmark(config, batch_size: int | None = None, steps: int | None = None, w
               env: dict | None = None) -> dict:
   """Forward then train step, each in its own subprocess; the report as a dict."""
   batch_size = config.batch_size if batch_size is None else batch_size
+  if steps is not None and steps < 1:
+    raise BenchmarkError(f'--steps must be at least 1, got {steps}')
   fwd = run_isolated('forward', config, batch_size, steps or DEFAULT_STEPS['forward'], warmup,
                      env)
   trn = run_isolated('train', config, batch_size, steps or DEFAULT_STEPS['train'], warmup, env,
@@ -324,6 +340,11 @@ def compare_cpu_flags(config, batch_size: int | None = None, steps: int | None =
       raise BenchmarkError(f'--compare_cpu_flags measures the CPU backend, but JAX runs on '
                            f'{report["platform"]}; set JAX_PLATFORMS=cpu to compare anyway')
     rows.append({'setting': name, 'description': description, 'report': report})
+  return comparison(rows)
+
+
+def comparison(rows: list[dict]) -> dict:
+  """Adds each row's images/s relative to the first row's; names the fastest train step."""
   for row in rows:
     for kind in ('forward', 'train'):
       first = rows[0]['report'][kind]['images_per_sec']
@@ -362,8 +383,8 @@ def format_report(r: dict) -> str:
       ('timed steps (+ warm-up)', lambda m: f"{m['steps']} (+{m['warmup']})"),
       ('median step s', lambda m: f"{m['median_s']:.4f}"),
       ('min step s', lambda m: f"{m['min_s']:.4f}"),
-      ('images/s (median)', lambda m: f"{m['images_per_sec']:.2f}"),
-      ('images/s (best)', lambda m: f"{m['images_per_sec_best']:.2f}"),
+      ('images/s (median)', lambda m: f"{m['images_per_sec']:.4g}"),
+      ('images/s (best)', lambda m: f"{m['images_per_sec_best']:.4g}"),
       ('GFLOP/s (median)', lambda m: _fmt(m['gflops_per_sec'], '.1f')),
       ('GFLOP/s (best)', lambda m: _fmt(m['gflops_per_sec_best'], '.1f')),
       ('peak RSS MiB', lambda m: _mib(m['rss_peak_bytes'])),
@@ -380,15 +401,16 @@ def format_report(r: dict) -> str:
 
 def format_comparison(c: dict) -> str:
   first = c['settings'][0]['report']
+  labels = [f"({row['setting']}) {row['description']}" for row in c['settings']]
+  w = max(map(len, labels + ['setting']))
   lines = _header({**first, 'xla_flags': '(per setting below)'}) + ['']
-  lines.append(f"{'setting':<42} {'train img/s':>11} {'ratio':>6} {'fwd img/s':>10} "
+  lines.append(f"{'setting':<{w}} {'train img/s':>11} {'ratio':>6} {'fwd img/s':>10} "
                f"{'ratio':>6} {'train GFLOP/s':>13} {'train compile s':>15} "
                f"{'train RSS MiB':>13}")
-  for row in c['settings']:
+  for label, row in zip(labels, c['settings']):
     f, t = row['report']['forward'], row['report']['train']
-    label = f"({row['setting']}) {row['description']}"
-    lines.append(f"{label:<42} {t['images_per_sec']:>11.2f} {row['train_ratio']:>6.2f} "
-                 f"{f['images_per_sec']:>10.2f} {row['forward_ratio']:>6.2f} "
+    lines.append(f"{label:<{w}} {t['images_per_sec']:>11.4g} {row['train_ratio']:>6.2f} "
+                 f"{f['images_per_sec']:>10.4g} {row['forward_ratio']:>6.2f} "
                  f"{_fmt(t['gflops_per_sec'], '.1f'):>13} {t['compile_s']:>15.2f} "
                  f"{_mib(t['rss_peak_bytes']):>13}")
   lines.append('')

@@ -38,9 +38,12 @@ from ml_collections import config_flags
 
 from posemachines import models
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'experiments/default.py',
-                                          'Experiment config file (get_config()).')
-_JSON = flags.DEFINE_bool('json', False, 'Print one JSON object instead of a table.')
+
+def define_flags():
+  """Command-line flags, defined only when this module runs as the program."""
+  config_flags.DEFINE_config_file('config', 'experiments/default.py',
+                                  'Experiment config file (get_config()).')
+  flags.DEFINE_bool('json', False, 'Print one JSON object instead of a table.')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -916,12 +919,13 @@ def format_summary(s: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  s = summarize(_CONFIG.value)
-  if _JSON.value:
+  s = summarize(flags.FLAGS.config)
+  if flags.FLAGS.json:
     sys.stdout.write(json.dumps(s) + '\n')
   else:
     print(format_summary(s))
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -23,13 +23,20 @@ from posemachines.step import TrainState, eval_step, train_step
 from posemachines import metrics_writer
 from posemachines.data import pipeline
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'experiments/default.py',
-                                          'Experiment config file.', lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'workdirs/default', 'Checkpoints, logs and pictures.')
 
 
-def make_mesh():
-  return jax.make_mesh((jax.device_count(),), ('data',))
+def define_flags():
+  """Command-line flags, defined only when this module runs as the program."""
+  config_flags.DEFINE_config_file('config', 'experiments/default.py', 'Experiment config file.',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', 'workdirs/default', 'Checkpoints, logs and pictures.')
+
+
+def make_mesh(devices=None):
+  """A 1-D ('data',) mesh over ``devices`` (default: every device of every process)."""
+  devices = jax.devices() if devices is None else devices
+  return jax.sharding.Mesh(np.asarray(devices), ('data',),
+                           axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def shard_batch(batch, mesh):
@@ -180,8 +187,8 @@ def train_and_evaluate(config, workdir: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  config = _CONFIG.value
-  workdir = _WORKDIR.value
+  config = flags.FLAGS.config
+  workdir = flags.FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
   logging.info('Devices: %s; process %d of %d', jax.devices(), jax.process_index(),
                jax.process_count())
@@ -191,4 +198,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

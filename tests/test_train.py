@@ -85,7 +85,7 @@ _SHARDED = textwrap.dedent('''
     batches = [next(it) for _ in range(2)]
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-      mesh = jax.sharding.Mesh(np.array(devices), ('data',))
+      mesh = train.make_mesh(devices)
       _, _, state, _, step, _ = train.build(config, mesh)
       for b in batches:
         state, metrics = step(state, train.shard_batch(b, mesh), jax.random.key(0))
