@@ -69,8 +69,11 @@ def stage_panel(image, beliefs, part_names, skel, path: str, stride: int):
     for t in range(num_stages):
       ax = axes[r, t]
       ax.imshow(image, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
-      ax.imshow(np.clip(beliefs[t, :, :, p], 0, 1), cmap='jet', alpha=0.5, extent=extent,
-                vmin=0, vmax=1, interpolation='bilinear')
+      b = np.clip(beliefs[t, :, :, p], 0, 1)
+      overlay = plt.get_cmap('inferno')(b)
+      overlay[..., 3] = 0.85 * b / max(float(b.max()), 1e-6)  # opaque where the belief is high
+      ax.imshow(overlay, extent=extent, interpolation='bilinear')
+      ax.text(1, size * 0.06, f'max {float(b.max()):.2f}', color='white', fontsize=7)
       ax.set_xlim(-0.5, size - 0.5)
       ax.set_ylim(size - 0.5, -0.5)
       ax.set_xticks([])
