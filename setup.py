@@ -26,5 +26,5 @@ setup(
         'pillow',
         'tqdm',
     ],
-    extras_require={'test': ['pytest', 'pytest-xdist']},
+    extras_require={'test': ['pytest']},
 )
