@@ -10,6 +10,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import optax
 
 from posemachines import evaluate, losses, targets
 
@@ -65,7 +66,7 @@ def train_step(state: TrainState, batch, rng, *, model, tx, config):
   (loss, per_stage), grads = grad_fn(state.params, batch, rng)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(jnp.add, state.params, updates)
-  grad_norm = optax_global_norm(grads)
+  grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
   if config.on_nan == 'skip':  # keep the old parameters, count the step
@@ -73,10 +74,6 @@ def train_step(state: TrainState, batch, rng, *, model, tx, config):
                        state.replace(step=state.step + 1))
   metrics = {'loss': loss, 'stage_loss': per_stage, 'grad_norm': grad_norm, 'finite': finite}
   return new, metrics
-
-
-def optax_global_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(tree)))
 
 
 def eval_step(params, batch, *, model, config):
