@@ -2,8 +2,8 @@
 
 The released CPM trains stage-1 layers at 5x the base rate, biases at 2x their weights' rate, and
 applies weight decay to weights only. Multipliers are a pytree of floats shaped like the params.
-Parameters matching ``frozen`` (top-level module names) get zero updates: the stage-wise schemes
-freeze earlier stages this way.
+Parameters matching ``frozen`` (top-level module names) get multiplier 0, so zero updates: the
+stage-wise schemes freeze earlier stages this way.
 """
 from __future__ import annotations
 
@@ -29,9 +29,12 @@ def schedule(optim, num_steps: int):
   return sched
 
 
-def lr_multipliers(params, optim):
-  """1 for weights, x bias_lr_mult for biases, x stage1_lr_mult for everything in stage 1."""
+def lr_multipliers(params, optim, frozen=()):
+  """1 for weights, x bias_lr_mult for biases, x stage1_lr_mult for everything in stage 1, and 0
+  for every parameter of a module named in ``frozen``."""
   def mult(path, _):
+    if path[0] in frozen:
+      return 0.0
     m = optim.bias_lr_mult if path[-1] == 'bias' else 1.0
     if path[0] == 'stage1':
       m *= optim.stage1_lr_mult
@@ -45,14 +48,13 @@ def is_weight(params):
       lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
 
 
-def trainable_labels(params, frozen=()):
-  return tu.unflatten_dict({k: ('frozen' if k[0] in frozen else 'train')
-                            for k in tu.flatten_dict(params)})
-
-
 def make(optim, params, num_steps: int, frozen=()):
   """The optax transformation for ``config.optim`` over ``params`` (a param pytree or shapes)."""
-  mults = lr_multipliers(params, optim)
+  unknown = set(frozen) - set(params)
+  if unknown:
+    raise ValueError(f'frozen names unknown modules {sorted(unknown)}; the model has '
+                     f'{sorted(params)}')
+  mults = lr_multipliers(params, optim, frozen)
   sched = schedule(optim, num_steps)
   if optim.name == 'sgd':
     core = [optax.add_decayed_weights(optim.weight_decay, mask=is_weight(params)),
@@ -65,9 +67,6 @@ def make(optim, params, num_steps: int, frozen=()):
     raise ValueError(f'Unknown optimizer {optim.name!r} (config.optim.name); use sgd or adam')
   tx = optax.chain(*core, optax.scale_by_schedule(lambda step: -sched(step)),
                    _scale_by_tree(mults))
-  if frozen:
-    tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()},
-                               trainable_labels(params, frozen))
   return tx, sched
 
 

@@ -87,7 +87,7 @@ def stage_panel(image, beliefs, part_names, skel, path: str, stride: int):
   plt.close(fig)
 
 
-def training_pictures(config, model, params, workdir: str, parts=('r_wrist', 'l_wrist',
+def training_pictures(config, model, variables, workdir: str, parts=('r_wrist', 'l_wrist',
                                                                     'r_ankle', 'l_ankle')):
   """Writes pictures/predictions.png and pictures/stages_*.png for the first eval examples."""
   from posemachines import step
@@ -99,7 +99,7 @@ def training_pictures(config, model, params, workdir: str, parts=('r_wrist', 'l_
     cfg.eval_batch_size = config.num_pictures
   batch = next(iter(pipeline.as_numpy(pipeline.eval_dataset(cfg, num_examples=config.num_pictures))))
   x, c = step.model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
-  beliefs = np.asarray(jax.jit(lambda p, x, c: model.apply(p, x, c))(params, x, c))
+  beliefs = np.asarray(jax.jit(lambda p, x, c: model.apply(p, x, c))(variables, x, c))
   pred = np.asarray(evaluate.decode_peaks(beliefs[-1], model.stride))
   skel = skeleton.get(config.data.parts)
   prediction_grid(batch['image'], pred, batch['keypoints'], skel,

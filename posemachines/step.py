@@ -17,9 +17,23 @@ from posemachines import evaluate, losses, targets
 
 @flax.struct.dataclass
 class TrainState:
+  """step, trained ``params``, optimizer state, and ``model_state``: the model's other variable
+  collections (BatchNorm's ``batch_stats``; empty for models without any)."""
   step: jax.Array
   params: Any
   opt_state: Any
+  model_state: Any
+
+  @property
+  def variables(self):
+    """The variables dict that ``model.apply`` takes."""
+    return {'params': self.params, **self.model_state}
+
+
+def split_variables(variables):
+  """``model.init`` output -> (params, model_state)."""
+  variables = dict(variables)
+  return variables.pop('params'), variables
 
 
 def model_inputs(images, crop_size: int, center_sigma: float):
@@ -50,25 +64,31 @@ def stage_weights(config, num_stages: int):
   return jnp.zeros(num_stages).at[-1].set(1.0)
 
 
-def loss_fn(params, batch, rng, *, model, config, train: bool = True):
+def loss_fn(params, model_state, batch, rng, *, model, config, train: bool = True):
+  """(total loss, (per-stage losses, updated model_state))."""
   x, c = model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
-  beliefs = model.apply(params, x, c, train=train, rngs={'dropout': rng})
+  mutable = list(model_state) if train and model_state else False
+  out = model.apply({'params': params, **model_state}, x, c, train=train,
+                    rngs={'dropout': rng}, mutable=mutable)
+  beliefs, model_state = out if mutable else (out, model_state)
   num_stages, _, map_size = beliefs.shape[:3]
   tgt = stage_targets(config, batch, num_stages, map_size, model.stride)
   per_stage = losses.stage_losses(beliefs, tgt)
-  return losses.total_loss(per_stage, stage_weights=stage_weights(config, num_stages)), per_stage
+  total = losses.total_loss(per_stage, stage_weights=stage_weights(config, num_stages))
+  return total, (per_stage, dict(model_state))
 
 
 def train_step(state: TrainState, batch, rng, *, model, tx, config):
   rng = jax.random.fold_in(rng, state.step)
   grad_fn = jax.value_and_grad(functools.partial(loss_fn, model=model, config=config),
                                has_aux=True)
-  (loss, per_stage), grads = grad_fn(state.params, batch, rng)
+  (loss, (per_stage, model_state)), grads = grad_fn(state.params, state.model_state, batch, rng)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(jnp.add, state.params, updates)
   grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+  new = TrainState(step=state.step + 1, params=params, opt_state=opt_state,
+                   model_state=model_state)
   if config.on_nan == 'skip':  # keep the old parameters, count the step
     new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new,
                        state.replace(step=state.step + 1))
@@ -76,10 +96,10 @@ def train_step(state: TrainState, batch, rng, *, model, tx, config):
   return new, metrics
 
 
-def eval_step(params, batch, *, model, config):
+def eval_step(variables, batch, *, model, config):
   """Per-stage keypoints in image pixels and their distances to the ground truth."""
   x, c = model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
-  beliefs = model.apply(params, x, c, train=False)
+  beliefs = model.apply(variables, x, c, train=False)
   pred = evaluate.predict_keypoints(beliefs, model.stride, batch['crop_to_image'])
   dist = jnp.linalg.norm(pred[..., :2] - batch['joints'][None, ..., :2], axis=-1)
   return {'pred': pred, 'dist': dist, 'annotated': batch['joints'][..., 2], 'norm': batch['norm'],

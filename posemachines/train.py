@@ -19,7 +19,7 @@ import tqdm
 from ml_collections import config_flags
 
 from posemachines import checkpoint, evaluate, models, optim, skeleton
-from posemachines.step import TrainState, eval_step, train_step
+from posemachines.step import TrainState, eval_step, split_variables, train_step
 from posemachines import metrics_writer
 from posemachines.data import pipeline
 
@@ -51,8 +51,9 @@ def init_state(config, model, tx, mesh):
   c = jnp.zeros((1, crop, crop, 1))
 
   def init(rng):
-    params = model.init(rng, x, c)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+    params, model_state = split_variables(model.init(rng, x, c))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      model_state=model_state)
 
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   abstract = jax.eval_shape(init, jax.random.key(0))
@@ -65,8 +66,8 @@ def build(config, mesh, frozen=()):
   """Model, optimizer, jitted train/eval steps and an initial state for ``config``."""
   model = models.build(config)
   crop = config.data.crop_size
-  abstract_params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, crop, crop, 3)),
-                                   jnp.zeros((1, crop, crop, 1)))
+  abstract_params, _ = split_variables(jax.eval_shape(
+      model.init, jax.random.key(0), jnp.zeros((1, crop, crop, 3)), jnp.zeros((1, crop, crop, 1))))
   tx, sched = optim.make(config.optim, abstract_params, config.num_train_steps, frozen)
   state, abstract, shardings = init_state(config, model, tx, mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -77,13 +78,13 @@ def build(config, mesh, frozen=()):
   return model, sched, state, abstract, step, ev
 
 
-def run_evaluation(config, params, eval_fn, mesh, num_examples=None, keep_predictions=False):
+def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_predictions=False):
   """PCKh (or PCK) @0.5 of every stage over the eval split, gathered from every process."""
   n = config.num_eval_examples if num_examples is None else num_examples
   ds = pipeline.eval_dataset(config, jax.process_index(), jax.process_count(), n)
   dists, ann, norms, preds, indices = [], [], [], [], []
   for batch in pipeline.as_numpy(ds):
-    out = jax.device_get(eval_fn(params, shard_batch(batch, mesh)))
+    out = jax.device_get(eval_fn(variables, shard_batch(batch, mesh)))
     keep = out['index'] >= 0
     dists.append(out['dist'][:, keep])
     ann.append(out['annotated'][keep])
@@ -164,7 +165,7 @@ def train_and_evaluate(config, workdir: str):
     if done % config.checkpoint_every_steps == 0 or done == config.num_train_steps:
       checkpoint.save(mngr, done, state, force=True)
     if done % config.eval_every_steps == 0 or done == config.num_train_steps:
-      result = run_evaluation(config, state.params, eval_fn, mesh)
+      result = run_evaluation(config, state.variables, eval_fn, mesh)
       writer.write(done, {f'eval/pck@0.5/stage{s["stage"]}': s['pck@0.5']
                           for s in result['stages']})
       bar.write(f'step {done}: PCK@0.5 per stage {_format_eval(result)}')
@@ -173,13 +174,13 @@ def train_and_evaluate(config, workdir: str):
   mngr.wait_until_finished()
   # ------------------------------------------------------------------------------ results --
   if result is None:
-    result = run_evaluation(config, state.params, eval_fn, mesh)
+    result = run_evaluation(config, state.variables, eval_fn, mesh)
   if is_main:
     with open(os.path.join(workdir, 'eval.json'), 'w') as f:
       json.dump({'step': int(state.step), **result}, f, indent=2)
   if config.num_pictures and is_main and jax.process_count() == 1:
     from posemachines import plots
-    plots.training_pictures(config, model, state.params, workdir)
+    plots.training_pictures(config, model, state.variables, workdir)
   writer.close()
   return state, result
 

@@ -84,3 +84,23 @@ def test_dropout_only_when_training():
   t1 = m.apply(params, x, c, train=True, rngs={'dropout': jax.random.key(1)})
   t2 = m.apply(params, x, c, train=True, rngs={'dropout': jax.random.key(2)})
   assert not np.allclose(t1, t2)
+
+
+def test_batch_norm_trains_on_batch_statistics_and_evaluates_with_running_averages():
+  m = _tiny(batch_norm=True, stage1_dropout=(False, False))
+  x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3)) * 3 + 1
+  c = jnp.ones((4, 32, 32, 1))
+  variables = m.init(jax.random.key(0), x, c)
+  stats = variables['batch_stats']
+  assert 'conv1_bn' in stats['stage1']['trunk']
+  assert 'bias' not in variables['params']['stage1']['trunk']['conv1']  # BN's offset replaces it
+  out, updated = m.apply(variables, x, c, train=True, mutable=['batch_stats'])
+  mean0 = stats['stage1']['trunk']['conv1_bn']['mean']
+  mean1 = updated['batch_stats']['stage1']['trunk']['conv1_bn']['mean']
+  assert not np.allclose(mean0, mean1)  # running averages move towards the batch's statistics
+  # Evaluation uses the running averages: one example's output does not depend on its batch.
+  alone = m.apply(variables, x[:1], c[:1])
+  together = m.apply(variables, x, c)
+  np.testing.assert_allclose(alone[:, 0], together[:, 0], rtol=1e-5, atol=1e-5)
+  trained_alone = m.apply(variables, x[:1], c[:1], train=True, mutable=['batch_stats'])[0]
+  assert not np.allclose(trained_alone[:, 0], out[:, 0], atol=1e-3)

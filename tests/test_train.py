@@ -80,22 +80,23 @@ _SHARDED = textwrap.dedent('''
     from posemachines.data import pipeline
     from tests.conftest import tiny_config
     assert jax.device_count() == 8, jax.devices()
-    config = tiny_config({data!r})
-    it = iter(pipeline.as_numpy(pipeline.train_dataset(config)))
-    batches = [next(it) for _ in range(2)]
-    results = []
-    for devices in (jax.devices()[:1], jax.devices()):
-      mesh = train.make_mesh(devices)
-      _, _, state, _, step, _ = train.build(config, mesh)
-      for b in batches:
-        state, metrics = step(state, train.shard_batch(b, mesh), jax.random.key(0))
-      results.append((jax.device_get(state.params), float(metrics['loss'])))
-    (p1, l1), (p8, l8) = results
-    assert len(jax.tree.leaves(p1)) > 0
-    np.testing.assert_allclose(l1, l8, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
-      np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
-    print('SHARDED_OK', l1, l8)
+    for batch_norm in (False, True):  # with BatchNorm, statistics must be over the global batch
+      config = tiny_config({data!r}, **{{'model.batch_norm': batch_norm}})
+      it = iter(pipeline.as_numpy(pipeline.train_dataset(config)))
+      batches = [next(it) for _ in range(2)]
+      results = []
+      for devices in (jax.devices()[:1], jax.devices()):
+        mesh = train.make_mesh(devices)
+        _, _, state, _, step, _ = train.build(config, mesh)
+        for b in batches:
+          state, metrics = step(state, train.shard_batch(b, mesh), jax.random.key(0))
+        results.append((jax.device_get(state.variables), float(metrics['loss'])))
+      (p1, l1), (p8, l8) = results
+      assert ('batch_stats' in p1) == batch_norm, p1.keys()
+      np.testing.assert_allclose(l1, l8, rtol=1e-5)
+      for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+      print('SHARDED_OK', batch_norm, l1, l8)
 ''')
 
 
@@ -105,4 +106,4 @@ def test_sharded_step_on_8_devices_equals_single_device(tfds_dir):
   out = subprocess.run([sys.executable, '-c', _SHARDED.format(root=ROOT, data=tfds_dir)],
                        env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
-  assert 'SHARDED_OK' in out.stdout
+  assert out.stdout.count('SHARDED_OK') == 2

@@ -39,6 +39,17 @@ def avg_pool_ceil(x, window: int, stride: int):
   return summed / count
 
 
+def conv_relu(x, width: int, kernel: int, name: str, weight_init: str, batch_norm: bool,
+              train: bool):
+  """conv [+ BatchNorm] + ReLU. BatchNorm (an option of the small variants, not in the release)
+  normalises over the global batch in training and uses running averages in evaluation."""
+  x = nn.Conv(width, (kernel, kernel), padding=kernel // 2, kernel_init=kernel_init(weight_init),
+              use_bias=not batch_norm, name=name)(x)
+  if batch_norm:
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name + '_bn')(x)
+  return nn.relu(x)
+
+
 def kernel_init(name: str):
   if name == 'gaussian':  # the release: N(0, 0.01)
     return nn.initializers.normal(0.01)
@@ -53,12 +64,12 @@ class Trunk(nn.Module):
   widths: Sequence[int]
   pools: Sequence[bool]
   weight_init: str = 'gaussian'
+  batch_norm: bool = False
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = False):
     for i, (k, w, pool) in enumerate(zip(self.kernels, self.widths, self.pools)):
-      x = nn.relu(nn.Conv(w, (k, k), padding=k // 2, kernel_init=kernel_init(self.weight_init),
-                          name=f'conv{i + 1}')(x))
+      x = conv_relu(x, w, k, f'conv{i + 1}', self.weight_init, self.batch_norm, train)
       if pool:
         x = max_pool_ceil(x)
     return x
@@ -75,14 +86,14 @@ class Stage1(nn.Module):
   head_dropout: Sequence[bool]
   dropout_rate: float = 0.5
   weight_init: str = 'gaussian'
+  batch_norm: bool = False
 
   @nn.compact
   def __call__(self, image, train: bool = False):
     x = Trunk(self.trunk_kernels, self.trunk_widths, self.trunk_pools, self.weight_init,
-              name='trunk')(image)
+              self.batch_norm, name='trunk')(image, train)
     for i, (k, w, drop) in enumerate(zip(self.head_kernels, self.head_widths, self.head_dropout)):
-      x = nn.relu(nn.Conv(w, (k, k), padding=k // 2, kernel_init=kernel_init(self.weight_init),
-                          name=f'head{i + 1}')(x))
+      x = conv_relu(x, w, k, f'head{i + 1}', self.weight_init, self.batch_norm, train)
       if drop and self.dropout_rate > 0:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Conv(self.num_outputs, (1, 1), kernel_init=kernel_init(self.weight_init),
@@ -97,16 +108,15 @@ class StageT(nn.Module):
   kernels: Sequence[int]
   widths: Sequence[int]
   weight_init: str = 'gaussian'
+  batch_norm: bool = False
 
   @nn.compact
-  def __call__(self, features, beliefs, center=None):
-    k = self.feature_kernel
-    x = nn.relu(nn.Conv(self.feature_width, (k, k), padding=k // 2,
-                        kernel_init=kernel_init(self.weight_init), name='features')(features))
+  def __call__(self, features, beliefs, center=None, train: bool = False):
+    x = conv_relu(features, self.feature_width, self.feature_kernel, 'features', self.weight_init,
+                  self.batch_norm, train)
     x = jnp.concatenate([x, beliefs] + ([] if center is None else [center]), axis=-1)
     for i, (k, w) in enumerate(zip(self.kernels, self.widths)):
-      x = nn.relu(nn.Conv(w, (k, k), padding=k // 2, kernel_init=kernel_init(self.weight_init),
-                          name=f'conv{i + 1}')(x))
+      x = conv_relu(x, w, k, f'conv{i + 1}', self.weight_init, self.batch_norm, train)
     return nn.Conv(self.num_outputs, (1, 1), kernel_init=kernel_init(self.weight_init),
                    name='beliefs')(x)
 
@@ -128,6 +138,7 @@ class CPM(nn.Module):
   use_center_map: bool = True
   dropout_rate: float = 0.5
   weight_init: str = 'gaussian'
+  batch_norm: bool = False
 
   @property
   def stride(self) -> int:
@@ -136,27 +147,28 @@ class CPM(nn.Module):
   def setup(self):
     self.stage1 = Stage1(self.num_outputs, self.trunk_kernels, self.trunk_widths, self.trunk_pools,
                          self.stage1_kernels, self.stage1_widths, self.stage1_dropout,
-                         self.dropout_rate, self.weight_init)
+                         self.dropout_rate, self.weight_init, self.batch_norm)
     if self.num_stages > 1:
       self.features = Trunk(self.trunk_kernels, self.trunk_widths, self.trunk_pools,
-                            self.weight_init)
+                            self.weight_init, self.batch_norm)
     self.later_stages = [
         StageT(self.num_outputs, self.stage_feature_kernel, self.stage_feature_width,
-               self.stage_kernels, self.stage_widths, self.weight_init, name=f'stage{t}')
+               self.stage_kernels, self.stage_widths, self.weight_init, self.batch_norm,
+               name=f'stage{t}')
         for t in range(2, self.num_stages + 1)]
 
   def stages(self, image, center_map=None, train: bool = False) -> list:
     """Belief maps of every stage, a list of T arrays [B, ceil(H/stride), ceil(W/stride), P+1]."""
     beliefs = [self.stage1(image, train)]
     if self.num_stages > 1:
-      features = self.features(image)
+      features = self.features(image, train)
       center = None
       if self.use_center_map:
         if center_map is None:
           raise ValueError('This CPM takes a center map (use_center_map=True); pass center_map.')
         center = avg_pool_ceil(center_map, self.stride + 1, self.stride)
       for stage in self.later_stages:
-        beliefs.append(stage(features, beliefs[-1], center))
+        beliefs.append(stage(features, beliefs[-1], center, train))
     return beliefs
 
   def __call__(self, image, center_map=None, train: bool = False):
@@ -171,7 +183,8 @@ def from_config(cfg, num_outputs: int) -> CPM:
   """Builds a CPM from a config's ``model`` section (see experiments/)."""
   keys = ('num_stages', 'trunk_kernels', 'trunk_widths', 'trunk_pools', 'stage1_kernels',
           'stage1_widths', 'stage1_dropout', 'stage_feature_kernel', 'stage_feature_width',
-          'stage_kernels', 'stage_widths', 'use_center_map', 'dropout_rate', 'weight_init')
+          'stage_kernels', 'stage_widths', 'use_center_map', 'dropout_rate', 'weight_init',
+          'batch_norm')
   kwargs = {k: tuple(cfg[k]) if isinstance(cfg[k], (list, tuple)) else cfg[k]
             for k in keys if k in cfg}
   return CPM(num_outputs=num_outputs, **kwargs)
