@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging as std_logging
 import os
 import time
 
@@ -30,6 +31,15 @@ def define_flags():
   config_flags.DEFINE_config_file('config', 'experiments/default.py', 'Experiment config file.',
                                   lock_config=True)
   flags.DEFINE_string('workdir', 'workdirs/default', 'Checkpoints, logs and pictures.')
+  flags.DEFINE_bool('library_logs', False, 'Also show the INFO/WARNING logs of jax, orbax and '
+                    'tensorflow-datasets (by default only posemachines logs and errors show).')
+
+
+class OwnLogsOnly(std_logging.Filter):
+  """Lets through posemachines' own log records and every error; drops library chatter."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.ERROR or f'{os.sep}posemachines{os.sep}' in record.pathname
 
 
 def make_mesh(devices=None):
@@ -190,6 +200,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = flags.FLAGS.config
   workdir = flags.FLAGS.workdir
+  if not flags.FLAGS.library_logs:
+    logging.get_absl_handler().addFilter(OwnLogsOnly())
   os.makedirs(workdir, exist_ok=True)
   logging.info('Devices: %s; process %d of %d', jax.devices(), jax.process_index(),
                jax.process_count())
