@@ -12,7 +12,8 @@ One example is one *primary* person in one image, annotated in the dataset's nat
   scale             float32 []      person height / 200 px (MPII's convention)
   head_box          float32 [4]     x1, y1, x2, y2 of the head (zeros where the dataset has none)
   norm              float32 []      the metric's normaliser in pixels: head size (0.6 x head-box
-                                    diagonal) for PCKh, torso size for PCK
+                                    diagonal) for PCKh, torso size for PCK; 0 only for people
+                                    without labels (a test split without ground truth)
   others            float32 [K, P, 3]  every other annotated person of the image: x, y, annotated
 """
 from __future__ import annotations
@@ -53,5 +54,5 @@ def check_example(ex: dict, num_parts: int, where: str) -> None:
   c = np.asarray(ex['center'], np.float32)
   if not np.isfinite(c).all() or not np.isfinite(ex['scale']) or ex['scale'] <= 0:
     raise ValueError(f'{where}: bad person center {c.tolist()} or scale {ex["scale"]!r}')
-  if not np.isfinite(ex['norm']) or ex['norm'] <= 0:
+  if not np.isfinite(ex['norm']) or ex['norm'] < 0 or (ex['norm'] == 0 and ann.any()):
     raise ValueError(f'{where}: metric normaliser must be positive, got {ex["norm"]!r}')

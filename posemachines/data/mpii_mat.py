@@ -190,18 +190,19 @@ def _image(index: int, entry, img_train, single_person) -> ImageAnnotation:
                          single, notes)
 
 
-def load(source: str | os.PathLike | bytes) -> list[ImageAnnotation]:
+def load(source: str | os.PathLike | bytes, where: str | None = None) -> list[ImageAnnotation]:
   """The images of an MPII annotation file (path or file contents), in annolist order.
 
   The file holds either a struct ``RELEASE`` (with ``annolist``, ``img_train``, ``single_person``)
-  or a top-level ``annolist``. Raises FileNotFoundError / ValueError naming the file when it is
-  missing, not a MATLAB v5 file, or holds neither.
+  or a top-level ``annolist``. Raises FileNotFoundError / ValueError naming the file (or
+  ``where``, for contents) when it is missing, not a MATLAB v5 file, or holds neither.
   """
-  where = '<bytes>' if isinstance(source, bytes) else os.fspath(source)
+  if where is None:
+    where = '<bytes>' if isinstance(source, bytes) else os.fspath(source)
   if not isinstance(source, bytes) and not os.path.isfile(source):
     raise FileNotFoundError(f'MPII annotation file not found: {where}')
   try:
-    mat = scipy.io.loadmat(io.BytesIO(source) if isinstance(source, bytes) else where,
+    mat = scipy.io.loadmat(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source),
                            squeeze_me=True, struct_as_record=False)
   except NotImplementedError as e:  # MATLAB v7.3 (HDF5)
     raise ValueError(f'{where}: MATLAB v7.3 files are not supported; save it with -v7') from e

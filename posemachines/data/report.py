@@ -123,10 +123,15 @@ def _open(path: str | os.PathLike) -> tuple[Image.Image, str, str]:
   """The fully decoded image at ``path`` in RGB or grey, its file format and its original mode."""
   if not os.path.isfile(path):
     raise BadImage('missing image', path, 'no such file')
+  with open(path, 'rb') as f:
+    return _decode(f.read(), path)
+
+
+def _decode(data: bytes, path: str | os.PathLike) -> tuple[Image.Image, str, str]:
+  """As ``_open``, for the contents ``data`` of the file named ``path``."""
   try:
-    with open(path, 'rb') as f:
-      image = Image.open(f)
-      image.load()  # full decode: raises on truncated or corrupt data
+    image = Image.open(io.BytesIO(data))
+    image.load()  # full decode: raises on truncated or corrupt data
   except Image.UnidentifiedImageError as e:
     raise BadImage('corrupt image', path, 'not in an image format PIL can identify') from e
   except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
@@ -157,13 +162,21 @@ def read_image(path: str | os.PathLike, encoding: str = 'jpeg') -> tuple[bytes, 
   ValueError naming the path) for a missing file, a truncated or corrupt image, or one that cannot
   be converted to RGB (``reason`` 'missing image', 'corrupt image' or 'unsupported image').
   """
+  if not os.path.isfile(path):
+    raise BadImage('missing image', path, 'no such file')
+  with open(path, 'rb') as f:
+    return read_image_bytes(f.read(), path, encoding)
+
+
+def read_image_bytes(data: bytes, path: str | os.PathLike,
+                     encoding: str = 'jpeg') -> tuple[bytes, tuple[int, int]]:
+  """As ``read_image``, for the contents ``data`` of the file (or archive member) ``path``."""
   if encoding not in ('jpeg', 'png'):
     raise ValueError(f'encoding must be jpeg or png, got {encoding!r}')
-  image, fmt, mode = _open(path)
+  image, fmt, mode = _decode(data, path)
   size = (image.height, image.width)
   if fmt in _JPEG_FORMATS and mode in _DIRECT_JPEG_MODES:
-    with open(path, 'rb') as f:
-      return f.read(), size
+    return data, size
   buf = io.BytesIO()
   if encoding == 'jpeg':
     image.convert('RGB').save(buf, format='JPEG', quality=95)
