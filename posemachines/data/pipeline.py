@@ -24,9 +24,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from posemachines import skeleton
+from posemachines.data import decode
 from posemachines.data import registry
 
-GREY = 128.0
+GREY = decode.GREY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,13 +90,7 @@ def apply_affine(a, points):
 
 def warp_image(image, crop_to_image, crop_size: int):
   """Bilinear warp with grey padding; output pixel (x, y) samples the image at A (x, y, 1)."""
-  a = tf.reshape(crop_to_image, [6])
-  transform = tf.concat([a, tf.zeros([2])], axis=0)[None]
-  out = tf.raw_ops.ImageProjectiveTransformV3(
-      images=tf.cast(image, tf.float32)[None], transforms=transform,
-      output_shape=tf.constant([crop_size, crop_size]), fill_value=GREY,
-      interpolation='BILINEAR', fill_mode='CONSTANT')[0]
-  return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+  return decode.warp(image, crop_to_image, crop_size)
 
 
 def _part_conversion(src: str, dst: str):
@@ -112,19 +107,22 @@ def to_model_parts(joints, annotated, src: str, dst: str):
 
 
 def make_transform_fn(aug: Augment, src_parts: str, model_parts: str, seed: int, max_others: int,
-                      train: bool):
-  """The per-example map: (index, epoch, raw tfds example) -> augmented crop and keypoints."""
+                      train: bool, fast_decode: bool = True):
+  """The per-example map: (index, epoch, raw tfds example) -> augmented crop and keypoints.
+
+  With ``fast_decode`` a JPEG is decoded only where, and only as finely as, the crop needs it
+  (posemachines/data/decode.py); otherwise the whole image is decoded.
+  """
   flip_perm = tf.constant(skeleton.get(model_parts).flip_permutation)
 
   def fn(index, epoch, ex):
-    image = tf.io.decode_image(ex['image'], channels=3, expand_animations=False)
     if train:
       mult, rot, flip, shift = affine_params(aug, example_seed(seed, epoch, index))
     else:
       mult, rot, flip, shift = 1.0, 0.0, tf.constant(False), tf.zeros([2])
     fwd = image_to_crop(aug, ex['center'], ex['scale'], mult, rot, flip, shift)
     inv = invert_affine(fwd)
-    crop = warp_image(image, inv, aug.crop_size)
+    crop = decode.decode_warp(ex['image'], inv, aug.crop_size, fast=fast_decode)
 
     kp = to_model_parts(ex['joints'], ex['joints_annotated'], src_parts, model_parts)
     vis = tf.cast(tf.gather(ex['joints_visible'], _part_conversion(src_parts, model_parts)[0]),

@@ -1,9 +1,19 @@
-"""From a config's ``data`` section to a prepared tfds builder and its native part order."""
+"""From a config's ``data`` section to prepared tfds builders and their native part orders.
+
+``config.data.dataset`` names one dataset, or a mixture of datasets joined by '+' (for example
+'mpii+lsp_extended', as the papers trained): training then draws from every component in the
+proportions of ``config.data.mixture_weights`` (default: the components' sizes), each converted to
+the model's part order (``config.data.parts``); evaluation uses ``config.data.eval_dataset``
+(default: the first component).
+
+The real datasets are prepared on first use from the archives in ``config.data.manual_dir``
+(default: tfds' ``<data_dir>/downloads/manual``); see each builder's download instructions.
+"""
 from __future__ import annotations
 
 import os
 
-DATASETS = ('synthetic_people', 'json_people')
+DATASETS = ('synthetic_people', 'json_people', 'mpii', 'lsp', 'lsp_extended', 'flic')
 
 
 def data_dir(config) -> str:
@@ -11,10 +21,50 @@ def data_dir(config) -> str:
       'TFDS_DATA_DIR', os.path.join('~', 'tensorflow_datasets')))
 
 
-def get_builder(config):
-  """The prepared tfds builder for ``config.data.dataset`` (prepared on first use)."""
+def dataset_names(config) -> list[str]:
+  """The datasets that ``config.data.dataset`` names (one, or a mixture's components)."""
+  names = [n.strip() for n in str(config.data.dataset).split('+')]
+  for name in names:
+    if name not in DATASETS:
+      raise ValueError(f'No dataset builder named {name!r} (config.data.dataset = '
+                       f'{config.data.dataset!r}); available: {", ".join(DATASETS)}, '
+                       "or a mixture such as 'mpii+lsp_extended'")
+  if len(set(names)) != len(names):
+    raise ValueError(f'config.data.dataset {config.data.dataset!r} repeats a dataset')
+  return names
+
+
+def eval_dataset_name(config) -> str:
+  names = dataset_names(config)
+  name = config.data.get('eval_dataset') or names[0]
+  if name not in DATASETS:
+    raise ValueError(f'config.data.eval_dataset {name!r} is not one of {", ".join(DATASETS)}')
+  return name
+
+
+def mixture_weights(config, sizes: list[int]) -> list[float]:
+  """The sampling weight of each component (normalised); default proportional to ``sizes``."""
+  weights = tuple(config.data.get('mixture_weights') or ())
+  if not weights:
+    weights = tuple(float(s) for s in sizes)
+  if len(weights) != len(sizes):
+    raise ValueError(f'config.data.mixture_weights {weights} has {len(weights)} entries for '
+                     f'{len(sizes)} datasets ({config.data.dataset})')
+  if any(not w >= 0 for w in weights) or not sum(weights) > 0:
+    raise ValueError(f'config.data.mixture_weights {weights} must be >= 0 with a positive sum')
+  total = float(sum(weights))
+  return [w / total for w in weights]
+
+
+def get_builder(config, name: str | None = None):
+  """The prepared tfds builder of dataset ``name`` (prepared on first use).
+
+  ``name`` defaults to the dataset evaluated on: ``config.data.dataset``, or for a mixture
+  ``config.data.eval_dataset`` (default its first component).
+  """
   data = config.data
-  name = data.dataset
+  name = name or eval_dataset_name(config)
+  manual_dir = data.get('manual_dir') or None
   if name == 'synthetic_people':
     from posemachines.data import synthetic
     return synthetic.builder(data_dir(config), image_size=data.synthetic_image_size,
@@ -26,8 +76,17 @@ def get_builder(config):
     return json_people.builder(data.annotations, data_dir(config),
                                image_dir=data.get('image_dir') or None,
                                validation_fraction=data.get('validation_fraction', 0.0))
-  raise ValueError(f'No dataset builder named {name!r} (config.data.dataset); '
-                   f'available: {", ".join(DATASETS)}')
+  if name == 'mpii':
+    from posemachines.data import mpii
+    return mpii.builder(data_dir(config), manual_dir,
+                        validation_file=data.get('mpii_validation_file') or '')
+  if name in ('lsp', 'lsp_extended'):
+    from posemachines.data import lsp
+    return lsp.builder(name, data_dir(config), manual_dir)
+  if name == 'flic':
+    from posemachines.data import flic
+    return flic.builder(data_dir(config), manual_dir)
+  raise ValueError(f'No dataset builder named {name!r}; available: {", ".join(DATASETS)}')
 
 
 def skeleton_name(builder) -> str:
