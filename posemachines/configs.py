@@ -26,6 +26,11 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       use_center_map=True, dropout_rate=0.5, weight_init='gaussian'))
   c.data = ml_collections.ConfigDict(dict(
       dataset='mpii', data_dir='', train_split='train', eval_split='validation',
+      # Real datasets are read from the archives in manual_dir (default: tfds' manual dir,
+      # <data_dir>/downloads/manual). A mixture 'a+b' trains on both, drawn in proportion to
+      # mixture_weights (default: their sizes), and evaluates on eval_dataset (default: a).
+      manual_dir='', eval_dataset='', mixture_weights=(), mpii_validation_file='',
+      fast_decode=True,              # decode only the crop's JPEG window, DCT-scaled
       parts='cpm14',                 # model part order (posemachines/skeleton.py)
       crop_size=368,
       target_dist=41 / 35,           # person height after normalisation = 200 * target_dist px at 368

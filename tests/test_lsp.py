@@ -14,7 +14,9 @@ import tensorflow_datasets as tfds
 from posemachines import skeleton
 from posemachines.data import lsp
 from posemachines.data import manual
+from posemachines.data import pipeline
 from tests import marker
+from tests.conftest import tiny_config
 
 PHOTOS = '/work/shared/data/photos'
 S = skeleton.LSP
@@ -35,16 +37,17 @@ def _fitted(width, height):
 
 
 def _lsp_fixture(folder):
-  """lsp_dataset.zip: people 1-3 train, 4-6 test (num_train=3)."""
+  """lsp_dataset.zip with all 2,000 people; images only for people 1-3 (train) and 1001-1002
+  (test), the others are missing."""
   marker_png = marker.marker_image(200, 300, [PERSON[R_WRIST]])
-  joints = np.zeros((6, 14, 3))
+  joints = np.zeros((2000, 14, 3))
+  joints[:, :, :2] = _fitted(133, 188)         # im1640.jpg is 133 x 188
   joints[0, :, :2] = PERSON
   joints[0, L_ELBOW, 2] = 1                     # occluded
   joints[1, :, :2] = _fitted(76, 193)          # im1630.jpg is 76 x 193
   joints[1, HEAD_TOP] = (-1, -1, 0)            # no label
   joints[2, :, :2] = PERSON
   joints[2, S.index('l_shoulder'), :2] = joints[2, S.index('r_hip'), :2]  # no torso
-  joints[3:, :, :2] = _fitted(133, 188)        # im1640.jpg is 133 x 188
   path = os.path.join(folder, 'manual', 'lsp_dataset.zip')
   os.makedirs(os.path.dirname(path))
   mat = os.path.join(folder, 'joints.mat')
@@ -54,8 +57,8 @@ def _lsp_fixture(folder):
     z.writestr('images/im0001.jpg', marker_png)  # a PNG with the wrong extension: re-encoded
     z.writestr('images/im0002.jpg', _photo('im1630.jpg'))
     z.writestr('images/im0003.jpg', _photo('im1630.jpg'))
-    z.writestr('images/im0004.jpg', _photo('im1640.jpg'))
-    z.writestr('images/im0005.jpg', _photo('im1640.jpg')[:500])
+    z.writestr('images/im1001.jpg', _photo('im1640.jpg'))
+    z.writestr('images/im1002.jpg', _photo('im1640.jpg')[:500])
   return joints
 
 
@@ -87,28 +90,28 @@ def prepared(tmp_path_factory):
   folder = str(tmp_path_factory.mktemp('leeds'))
   lsp_joints, lspet_joints = _lsp_fixture(folder), _lspet_fixture(folder)
   data_dir, manual_dir = os.path.join(folder, 'tfds'), os.path.join(folder, 'manual')
-  b = lsp.builder('lsp', data_dir, manual_dir, num_train=3)
+  b = lsp.builder('lsp', data_dir, manual_dir)
   e = lsp.builder('lsp_extended', data_dir, manual_dir)
-  return {'lsp': b, 'lspet': e, 'lsp_joints': lsp_joints, 'lspet_joints': lspet_joints,
+  return {'lsp': b, 'lspet': e, 'data_dir': data_dir, 'manual_dir': manual_dir,
           'train': _read(b, 'train'), 'test': _read(b, 'test'), 'ext': _read(e, 'train')}
 
 
 def test_lsp_labels_splits_and_normalisers(prepared):
   train, test = prepared['train'], prepared['test']
-  assert sorted(train) == [1, 2] and sorted(test) == [4]
+  assert sorted(train) == [1, 2] and sorted(test) == [1001]
   one, two = train[1], train[2]
   np.testing.assert_allclose(one['joints'], PERSON)
   assert one['joints_annotated'].all()
   # LSP's flag 1 means occluded: only the left elbow is not visible.
   assert np.flatnonzero(~one['joints_visible']).tolist() == [L_ELBOW]
   assert not two['joints_annotated'][HEAD_TOP] and two['joints_annotated'].sum() == 13
-  for ex, (w, h) in ((one, (200, 300)), (two, (76, 193)), (test[4], (133, 188))):
+  for ex, (w, h) in ((one, (200, 300)), (two, (76, 193)), (test[1001], (133, 188))):
     np.testing.assert_allclose(ex['center'], [w / 2, h / 2])  # LSP: the image centre
   # Torso size: left shoulder to right hip.
   assert one['norm'] == pytest.approx(np.hypot(115 - 90, 80 - 160))
   assert not one['head_box'].any()
   # Test people: scale from the image height, as the release tested.
-  assert test[4]['scale'] == pytest.approx(lsp.image_scale(188))
+  assert test[1001]['scale'] == pytest.approx(lsp.image_scale(188))
   assert lsp.image_scale(368 * 0.8) == pytest.approx(41 / 35)
   # Training people: the normalised person is a plausible size in the 368 crop.
   for ex in (one, two):
@@ -119,7 +122,7 @@ def test_lsp_labels_splits_and_normalisers(prepared):
 def test_lsp_report_counts_bad_input(prepared):
   report = manual.skip_report(prepared['lsp'])
   assert report.count(lsp.NO_TORSO) == 1
-  assert report.count('corrupt image') == 1 and report.count('missing image') == 1
+  assert report.count('corrupt image') == 1 and report.count('missing image') == 1995
   assert report.count(lsp.UNLABELLED) == 1
   assert report.num_kept == 3
   b = prepared['lsp']
@@ -170,3 +173,28 @@ def test_wrong_joints_layout_raises_naming_the_file(tmp_path):
   scipy.io.savemat(tmp_path / 'manual' / 'lsp' / 'joints.mat', {'joints': np.zeros((2, 14, 5))})
   with pytest.raises(ValueError, match=r'joints.mat: joints have shape \(2, 14, 5\)'):
     lsp.builder('lsp', str(tmp_path / 'tfds'), str(tmp_path / 'manual'))
+
+
+def _batches(config, start, n):
+  it = iter(pipeline.as_numpy(pipeline.train_dataset(config, start_step=start)))
+  return [next(it) for _ in range(n)]
+
+
+def test_mixture_is_deterministic_resumes_and_converts_parts(prepared):
+  mix = lambda **kw: tiny_config(prepared['data_dir'], **{
+      'data.dataset': 'lsp+lsp_extended', 'data.manual_dir': prepared['manual_dir'],
+      'data.cache': False, 'batch_size': 2, **kw})
+  full = _batches(mix(), 0, 6)
+  resumed = _batches(mix(), 3, 3)
+  for a, b in zip(full[3:], resumed):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['keypoints'], b['keypoints'])
+  assert full[0]['keypoints'].shape == (2, 14, 3)  # cpm14, the model's order
+  # With all the weight on LSP, the mixture is exactly LSP's own stream.
+  only_lsp = _batches(mix(**{'data.mixture_weights': (1.0, 0.0)}), 0, 3)
+  lsp_alone = _batches(mix(**{'data.dataset': 'lsp'}), 0, 3)
+  for a, b in zip(only_lsp, lsp_alone):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['keypoints'], b['keypoints'])
+  pattern = pipeline.mixture_pattern([0.25, 0.75], period=8)
+  assert (pattern == 0).sum() == 2 and (pattern == 1).sum() == 6

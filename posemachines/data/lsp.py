@@ -246,20 +246,15 @@ class _LeedsBuilder(manual.ManualBuilder, skip_registration=True):
       yield person.index, ex
 
 
-@dataclasses.dataclass(eq=False)
-class LspConfig(tfds.core.BuilderConfig):
-  num_train: int = 1000
-
-
 class Lsp(_LeedsBuilder, skip_registration=True):
-  """LSP: the first ``num_train`` (1,000) people train, the rest (1,000) test."""
+  """LSP: the first 1,000 people train, the last 1,000 test."""
 
   name = 'lsp'
   ARCHIVES = ('lsp_dataset.zip', 'lsp_dataset_original.zip')
   IMAGE_PATTERN = 'images/im%04d.jpg'
   VISIBLE_FLAG = 0.0  # LSP's flag is 1 for an occluded joint
   CENTER_FROM_IMAGE = True
-  BUILDER_CONFIGS = [LspConfig(name='default', description='1,000 train, 1,000 test.')]
+  NUM_TRAIN, NUM_PEOPLE = 1000, 2000
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Download lsp_dataset.zip (http://sam.johnson.io/research/lsp.html) into the manual directory
 (--config.data.manual_dir, default <data_dir>/downloads/manual), optionally in a subfolder lsp/;
@@ -267,11 +262,10 @@ it is read as it is, or extracted (joints.mat and images/).
 """
 
   def _splits(self, n):
-    k = self.builder_config.num_train
-    if n <= k:
-      raise ValueError(f'lsp: joints.mat holds {n} people, expected more than {k} '
-                       f'(the train people, then the test people)')
-    return {'train': range(k), 'test': range(k, n)}
+    if n != self.NUM_PEOPLE:
+      raise ValueError(f'lsp: joints.mat holds {n} people, expected {self.NUM_PEOPLE} '
+                       f'({self.NUM_TRAIN} train, then the test people)')
+    return {'train': range(self.NUM_TRAIN), 'test': range(self.NUM_TRAIN, n)}
 
 
 class LspExtended(_LeedsBuilder, skip_registration=True):
@@ -291,12 +285,10 @@ lsp_extended/; it is read as it is, or extracted (joints.mat and images/).
     return {'train': range(n)}
 
 
-def builder(name: str, data_dir: str, manual_dir: str | None = None, num_train: int = 1000):
+def builder(name: str, data_dir: str, manual_dir: str | None = None):
   """A prepared ``lsp`` or ``lsp_extended`` builder (prepared from ``manual_dir`` on first use)."""
   if name == 'lsp':
-    config = Lsp.BUILDER_CONFIGS[0] if num_train == 1000 else LspConfig(
-        name=f'train{num_train}', num_train=num_train, description=f'{num_train} train')
-    b = Lsp(data_dir=data_dir, config=config)
+    b = Lsp(data_dir=data_dir)
   elif name == 'lsp_extended':
     b = LspExtended(data_dir=data_dir)
   else:

@@ -145,9 +145,17 @@ def make_transform_fn(aug: Augment, src_parts: str, model_parts: str, seed: int,
   return fn
 
 
-def _raw_split(config, split: str, process_index: int, process_count: int):
-  builder = registry.get_builder(config)
+_FIELDS = ('image', 'joints', 'joints_annotated', 'joints_visible', 'center', 'scale', 'norm',
+           'others')
+
+
+def _raw_split(config, split: str, process_index: int, process_count: int,
+               name: str | None = None):
+  """This host's shard of a split (images undecoded), its size, start and native part order."""
+  builder = registry.get_builder(config, name)
   info = builder.info
+  if split not in info.splits:
+    raise ValueError(f'{info.name} has no split {split!r}; it has {", ".join(info.splits)}')
   num = info.splits[split].num_examples
   per_host = num // process_count
   if per_host == 0:
@@ -156,10 +164,53 @@ def _raw_split(config, split: str, process_index: int, process_count: int):
   start = process_index * per_host
   ds = builder.as_dataset(split=f'{split}[{start}:{start + per_host}]', shuffle_files=False,
                           decoders={'image': tfds.decode.SkipDecoding()})
-  ds = ds.map(lambda ex: {k: ex[k] for k in ('image', 'joints', 'joints_annotated',
-                                             'joints_visible', 'center', 'scale', 'norm',
-                                             'others')})
+  ds = ds.map(lambda ex: {k: ex[k] for k in _FIELDS})
   return ds, per_host, start, registry.skeleton_name(builder)
+
+
+def to_model_example(ex, src: str, dst: str):
+  """A raw example with its parts (and its other people's) in the ``dst`` part order."""
+  if src == dst:
+    return ex
+  idx, present = _part_conversion(src, dst)
+  kp = to_model_parts(ex['joints'], ex['joints_annotated'], src, dst)
+  others = to_model_parts(ex['others'][..., :2], ex['others'][..., 2] > 0, src, dst)
+  visible = tf.logical_and(tf.gather(ex['joints_visible'], idx), present)
+  return dict(ex, joints=kp[:, :2], joints_annotated=kp[:, 2] > 0, joints_visible=visible,
+              others=others)
+
+
+def _stream(config, ds, n: int, start: int, first: int, component: int = 0):
+  """(index, epoch, example) from position ``first`` of this host's endless stream of a split.
+
+  Epoch e is the shard shuffled with a seed of (config.seed, e, component); indices of component
+  c are offset by c * 2**32, so that augmentation seeds differ between a mixture's components.
+  """
+  if config.data.cache:
+    ds = ds.cache()
+  ds = ds.enumerate(start=start)
+  buffer = min(n, config.data.shuffle_buffer)
+  first_epoch, skip = divmod(first, n)
+
+  def epoch_ds(epoch):
+    seed = tf.cast(config.seed, tf.int64) * 1_000_003 + epoch + component * 7_919
+    return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False).map(
+        lambda i, ex: (i + component * 2 ** 32, epoch, ex))
+
+  return tf.data.Dataset.range(first_epoch, 2 ** 40).flat_map(epoch_ds).skip(skip)
+
+
+def mixture_pattern(weights, period: int = 1000) -> np.ndarray:
+  """A fixed cycle of component ids in which component c appears about weights[c] x period
+  times, spread evenly (smooth weighted round robin)."""
+  weights = np.asarray(weights, np.float64)
+  credit = np.zeros_like(weights)
+  out = np.zeros(period, np.int64)
+  for k in range(period):
+    credit += weights
+    out[k] = int(np.argmax(credit))
+    credit[out[k]] -= 1.0
+  return out
 
 
 def train_dataset(config, process_index: int = 0, process_count: int = 1, start_step: int = 0):
@@ -168,28 +219,39 @@ def train_dataset(config, process_index: int = 0, process_count: int = 1, start_
   Epoch e of this host's stream is its shard shuffled with a seed of (config.seed, e); example k
   of the stream is augmented with a seed of (config.seed, e, example index). The stream therefore
   depends only on (config, process layout), and a run resumed at step s reads exactly the batches
-  an uninterrupted run reads from step s on.
+  an uninterrupted run reads from step s on. For a mixture ('mpii+lsp_extended') each component
+  is such a stream, converted to the model's part order, and the examples are drawn from them in
+  a fixed cycle of ``mixture_pattern(weights)``, so the mixture resumes exactly too.
   """
   data = config.data
   if config.batch_size % process_count:
     raise ValueError(f'batch_size {config.batch_size} is not divisible by the {process_count} '
                      'processes')
   batch = config.batch_size // process_count
-  ds, n, start, src_parts = _raw_split(config, data.train_split, process_index, process_count)
-  if data.cache:
-    ds = ds.cache()
-  ds = ds.enumerate(start=start)
-  buffer = min(n, data.shuffle_buffer)
-  first_epoch, skip = divmod(start_step * batch, n)
-
-  def epoch_ds(epoch):
-    seed = tf.cast(config.seed, tf.int64) * 1_000_003 + epoch
-    return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False).map(
-        lambda i, ex: (i, epoch, ex))
-
-  fn = make_transform_fn(Augment.from_config(data, train=True), src_parts, data.parts,
-                         config.seed, data.max_others, train=True)
-  out = tf.data.Dataset.range(first_epoch, 2 ** 40).flat_map(epoch_ds).skip(skip)
+  first = start_step * batch
+  aug = Augment.from_config(data, train=True)
+  fast = data.get('fast_decode', True)
+  names = registry.dataset_names(config)
+  if len(names) == 1:
+    ds, n, start, src_parts = _raw_split(config, data.train_split, process_index, process_count,
+                                         names[0])
+    out = _stream(config, ds, n, start, first)
+  else:
+    shards = [_raw_split(config, data.train_split, process_index, process_count, name)
+              for name in names]
+    weights = registry.mixture_weights(config, [n for _, n, _, _ in shards])
+    pattern = mixture_pattern(weights)
+    cycles, rem = divmod(first, len(pattern))
+    streams = []
+    for c, (ds, n, start, parts) in enumerate(shards):
+      done = cycles * int((pattern == c).sum()) + int((pattern[:rem] == c).sum())
+      ds = ds.map(lambda ex, parts=parts: to_model_example(ex, parts, data.parts))
+      streams.append(_stream(config, ds, n, start, done, component=c))
+    choice = tf.data.Dataset.from_tensor_slices(pattern).repeat().skip(rem)
+    out = tf.data.Dataset.choose_from_datasets(streams, choice)
+    src_parts = data.parts
+  fn = make_transform_fn(aug, src_parts, data.parts, config.seed, data.max_others, train=True,
+                         fast_decode=fast)
   out = out.map(fn, num_parallel_calls=_parallel(data), deterministic=True)
   return out.batch(batch, drop_remainder=True).prefetch(data.prefetch)
 
@@ -207,7 +269,8 @@ def eval_dataset(config, process_index: int = 0, process_count: int = 1,
   if num_examples > 0:
     ds = ds.take(max(num_examples // process_count, 1))
   fn = make_transform_fn(Augment.from_config(data, train=False), src_parts, data.parts,
-                         config.seed, data.max_others, train=False)
+                         config.seed, data.max_others, train=False,
+                         fast_decode=data.get('fast_decode', True))
   ds = ds.enumerate(start=start).map(lambda i, ex: fn(i, 0, ex),
                                      num_parallel_calls=_parallel(data), deterministic=True)
   return ds.batch(batch).map(lambda b: _pad_batch(b, batch)).prefetch(data.prefetch)
