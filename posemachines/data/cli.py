@@ -1,0 +1,40 @@
+"""Command-line flags shared by the data tools (inspect, benchmark): which dataset, where."""
+from __future__ import annotations
+
+from absl import flags
+from ml_collections import config_flags
+
+from posemachines import configs
+
+
+def define_flags() -> None:
+  """Defines --config, --dataset, --split, --data_dir, --manual_dir and --annotations."""
+  config_flags.DEFINE_config_file('config', None, 'Experiment config file (optional): its data '
+                                  'section is used, the flags below override it.',
+                                  lock_config=False)
+  flags.DEFINE_string('dataset', None, "Dataset name or mixture (e.g. 'mpii', "
+                      "'mpii+lsp_extended'); default: the config's.")
+  flags.DEFINE_string('split', 'train', 'Split to read.')
+  flags.DEFINE_string('data_dir', None, 'tfds data directory (default: $TFDS_DATA_DIR or '
+                      '~/tensorflow_datasets).')
+  flags.DEFINE_string('manual_dir', None, 'Folder holding the downloaded archives (default: '
+                      '<data_dir>/downloads/manual).')
+  flags.DEFINE_string('annotations', None, 'JSON annotation file (dataset json_people).')
+
+
+def config_from_flags():
+  """The config the flags describe: --config (or the released CPM's) with the overrides."""
+  fl = flags.FLAGS
+  c = fl.config if fl.config is not None else configs.cpm_release()
+  with c.unlocked():
+    if fl.dataset:
+      c.data.dataset = fl.dataset
+      if fl.config is None:
+        c.data.parts = 'flic' if fl.dataset == 'flic' else 'cpm14'
+    if fl.data_dir:
+      c.data.data_dir = fl.data_dir
+    if fl.manual_dir:
+      c.data.manual_dir = fl.manual_dir
+    if fl.annotations:
+      c.data.annotations = fl.annotations
+  return c

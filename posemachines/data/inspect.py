@@ -1,0 +1,143 @@
+"""Look at a dataset as training sees it, before spending accelerator days on it.
+
+  python -m posemachines.data.inspect --dataset=mpii --split=train --out=grid.png \
+      [--manual_dir=...] [--data_dir=...] [--config=experiments/cpm_mpii.py] [--num=8]
+
+Prints each dataset's split sizes and the skip report of its preparation, and draws ``--num``
+augmented crops per dataset (a mixture draws from each of its components): on the left the crop
+with the skeleton in the model's part order (left parts blue, right red, centre green; occluded
+parts hollow) and the other people's parts (small dots); on the right the ideal belief maps
+(max over parts, every person's peaks as stage 1 sees them) and the center map's peak (cross).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app
+from absl import flags
+import jax.numpy as jnp
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from posemachines import plots  # noqa: E402
+from posemachines import skeleton  # noqa: E402
+from posemachines import targets  # noqa: E402
+from posemachines.data import cli  # noqa: E402
+from posemachines.data import manual  # noqa: E402
+from posemachines.data import pipeline  # noqa: E402
+from posemachines.data import registry  # noqa: E402
+
+STRIDE = 8
+
+
+def stored_report(builder) -> str | None:
+  """The skip report stored with a prepared dataset, formatted, or None if it has none."""
+  path = builder.data_path / manual.REPORT_FILE
+  if not path.exists():
+    return None
+  return manual.skip_report(builder).format()
+
+
+def describe(config) -> list[str]:
+  """Per dataset: its split sizes, native part order, metric and skip report."""
+  lines = []
+  for name in registry.dataset_names(config):
+    b = registry.get_builder(config, name)
+    sizes = ', '.join(f'{k} {v.num_examples}' for k, v in b.info.splits.items())
+    lines.append(f'{name}: {sizes} (parts {registry.skeleton_name(b)}, metric '
+                 f'{registry.metric_name(b)}) in {b.data_path}')
+    report = stored_report(b)
+    lines.append(report if report else '  (no skip report stored)')
+  return lines
+
+
+def samples(config, split: str, num: int, augment: bool = True, seed: int = 0) -> list[dict]:
+  """``num`` crops per dataset as training makes them, with keypoints in the model's order."""
+  data = config.data
+  aug = pipeline.Augment.from_config(data, train=augment)
+  out = []
+  for name in registry.dataset_names(config):
+    ds, n, _, parts = pipeline._raw_split(config, split, 0, 1, name)
+    fn = pipeline.make_transform_fn(aug, data.parts, data.parts, seed, data.max_others,
+                                    train=augment, fast_decode=data.get('fast_decode', True))
+    ds = ds.shuffle(min(n, 256), seed=seed).take(num).enumerate()
+    ds = ds.map(lambda i, ex, parts=parts: fn(i, 0, pipeline.to_model_example(
+        ex, parts, data.parts)))
+    for ex in ds.as_numpy_iterator():
+      ex['dataset'] = name
+      out.append(ex)
+  return out
+
+
+def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 100) -> None:
+  skel = skeleton.get(config.data.parts)
+  size = config.data.crop_size
+  maps = size // STRIDE
+  cols = 2 * min(len(crops), 4)
+  rows = -(-len(crops) // 4)
+  fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
+  for ax in axes.flat:
+    ax.axis('off')
+  for i, ex in enumerate(crops):
+    left, right = axes[i // 4, 2 * (i % 4)], axes[i // 4, 2 * (i % 4) + 1]
+    kp, others = ex['keypoints'], ex['others']
+    left.imshow(ex['image'])
+    for person in others:
+      ok = person[:, 2] > 0
+      left.scatter(person[ok, 0], person[ok, 1], s=4, c='yellow')
+    plots.draw_skeleton(left, kp, skel, kp[:, 2])
+    hidden = (kp[:, 2] > 0) & (ex['visible'] == 0)
+    left.scatter(kp[hidden, 0], kp[hidden, 1], s=40, facecolors='none', edgecolors='white',
+                 linewidths=1.0, zorder=4)
+    left.set_title(f"{ex['dataset']} #{i}", fontsize=8)
+    beliefs = np.asarray(targets.belief_maps(jnp.asarray(kp), maps, maps, STRIDE,
+                                             config.targets.sigma, others=jnp.asarray(others)))
+    right.imshow(ex['image'], alpha=0.5, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+    right.imshow(beliefs[..., :-1].max(-1), cmap='inferno', alpha=0.6, vmin=0, vmax=1,
+                 extent=(-0.5, maps * STRIDE - 0.5, maps * STRIDE - 0.5, -0.5))
+    right.plot([(size - 1) / 2], [(size - 1) / 2], 'c+', ms=10)
+    right.set_xlim(-0.5, size - 0.5)
+    right.set_ylim(size - 0.5, -0.5)
+    right.set_title('belief maps (all people)', fontsize=8)
+  fig.suptitle(title or 'left parts blue, right red; occluded parts circled; others yellow',
+               fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  fl = flags.FLAGS
+  config = cli.config_from_flags()
+  for line in describe(config):
+    print(line)
+  crops = samples(config, fl.split, fl.num, augment=fl.augment, seed=fl.seed)
+  if fl.out:
+    os.makedirs(os.path.dirname(os.path.abspath(fl.out)), exist_ok=True)
+    draw_grid(config, crops, fl.out,
+              f'{config.data.dataset} {fl.split}: {"augmented " if fl.augment else ""}crops in '
+              f'{config.data.parts} order; left blue, right red; occluded circled; others '
+              'yellow')
+    print(f'wrote {fl.out}')
+  stats = {'crops': len(crops), 'annotated_parts': float(np.mean(
+      [c['keypoints'][:, 2].sum() for c in crops]))}
+  print(json.dumps(stats))
+
+
+def _define_flags():
+  cli.define_flags()
+  flags.DEFINE_string('out', 'grid.png', 'PNG file to write.')
+  flags.DEFINE_integer('num', 8, 'Crops per dataset.')
+  flags.DEFINE_bool('augment', True, 'Augment as training does (else the evaluation crop).')
+  flags.DEFINE_integer('seed', 0, 'Sampling and augmentation seed.')
+
+
+if __name__ == '__main__':
+  tf.config.set_visible_devices([], 'GPU')
+  _define_flags()
+  app.run(main)
