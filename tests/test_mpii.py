@@ -18,6 +18,7 @@ from posemachines.data import features as features_lib
 from posemachines.data import manual
 from posemachines.data import mpii
 from posemachines.data import mpii_mat
+from tests.conftest import tiny_config
 
 SAMPLE = '/work/shared/data/mpii_sample'
 
@@ -105,7 +106,8 @@ def prepared(tmp_path_factory):
   read = lambda split: list(tfds.as_numpy(b.as_dataset(
       split=split, decoders={'image': tfds.decode.SkipDecoding()})))
   return {'builder': b, 'train': read('train'), 'validation': read('validation'),
-          'test': read('test'), 'report': manual.skip_report(b)}
+          'test': read('test'), 'report': manual.skip_report(b), 'validation_file': validation,
+          'data_dir': os.path.join(folder, 'tfds'), 'manual_dir': os.path.join(folder, 'manual')}
 
 
 def _by_image(examples):
@@ -208,3 +210,15 @@ def test_missing_files_raise_with_instructions(tmp_path):
   (tmp_path / 'manual').mkdir()
   with pytest.raises(FileNotFoundError, match='human-pose.mpi-inf.mpg.de'):
     mpii.builder(str(tmp_path / 'tfds'), str(tmp_path / 'manual'))
+
+
+def test_training_and_validation_run_from_the_fixture(prepared, tmp_path):
+  from posemachines import train
+  config = tiny_config(prepared['data_dir'], **{
+      'data.dataset': 'mpii', 'data.manual_dir': prepared['manual_dir'],
+      'data.mpii_validation_file': prepared['validation_file'], 'data.max_others': 2,
+      'num_train_steps': 2, 'checkpoint_every_steps': 2})
+  state, result = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 2
+  ev = json.load(open(tmp_path / 'eval.json'))
+  assert ev['num_people'] == 2 and all(0 <= s['pck@0.5'] <= 1 for s in ev['stages'])
