@@ -88,7 +88,8 @@ def _read(b, split):
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory):
   folder = str(tmp_path_factory.mktemp('leeds'))
-  lsp_joints, lspet_joints = _lsp_fixture(folder), _lspet_fixture(folder)
+  _lsp_fixture(folder)
+  _lspet_fixture(folder)
   data_dir, manual_dir = os.path.join(folder, 'tfds'), os.path.join(folder, 'manual')
   b = lsp.builder('lsp', data_dir, manual_dir)
   e = lsp.builder('lsp_extended', data_dir, manual_dir)
