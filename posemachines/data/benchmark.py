@@ -110,23 +110,17 @@ def benchmark(config, examples: list[dict], parts: str, seconds: float = 5.0) ->
     ds = raw.enumerate().map(lambda i, ex: fn(i, 0, ex)).batch(config.batch_size)
     key = 'pipeline_fast' if fast else 'pipeline_full_decode'
     result[key] = _rate(ds, config.batch_size, seconds)
-  result['decode_full'] = _rate(raw.map(lambda ex: decode.decode_full(ex['image'])), 1, seconds)
+  b = config.batch_size
+  full = raw.map(lambda ex: tf.shape(decode.decode_full(ex['image'])))
+  result['decode_full'] = _rate(full.batch(b), b, seconds)
 
   def window_only(i, ex):
     mult, rot, flip, shift = pipeline.affine_params(aug, pipeline.example_seed(0, 0, i))
     inv = pipeline.invert_affine(pipeline.image_to_crop(aug, ex['center'], ex['scale'], mult,
                                                         rot, flip, shift))
-    shape = tf.image.extract_jpeg_shape(ex['image'])
-    branches = []
-    for r in decode.RATIOS:
-      def branch(r=r):
-        window, _ = decode.scaled_window(inv, aug.crop_size, shape[0], shape[1], r)
-        return tf.shape(tf.image.decode_and_crop_jpeg(ex['image'], window, channels=3,
-                                                      ratio=r))
-      branches.append(branch)
-    return tf.switch_case(decode.choose_ratio(inv), branches)
+    return tf.shape(decode.decode_window(ex['image'], inv, aug.crop_size)[0])
 
-  result['decode_window'] = _rate(raw.enumerate().map(window_only), 1, seconds)
+  result['decode_window'] = _rate(raw.enumerate().map(window_only).batch(b), b, seconds)
   return result
 
 

@@ -67,6 +67,22 @@ def decode_full(encoded):
   return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
+def decode_window(encoded, crop_to_image, crop_size: int):
+  """For a JPEG: the uint8 window of it that the crop samples, decoded at the chosen DCT ratio,
+  and the 2x3 matrix taking crop pixels to window pixels."""
+  crop_to_image = tf.cast(crop_to_image, tf.float32)
+  shape = tf.image.extract_jpeg_shape(encoded)
+  height, width = shape[0], shape[1]
+
+  def branch(ratio):
+    def fn():
+      window, local = scaled_window(crop_to_image, crop_size, height, width, ratio)
+      return tf.image.decode_and_crop_jpeg(encoded, window, channels=3, ratio=ratio), local
+    return fn
+
+  return tf.switch_case(choose_ratio(crop_to_image), [branch(r) for r in RATIOS])
+
+
 def decode_warp(encoded, crop_to_image, crop_size: int, fast: bool = True):
   """The uint8 crop [S, S, 3] that ``crop_to_image`` cuts from the encoded image."""
   crop_to_image = tf.cast(crop_to_image, tf.float32)
@@ -74,17 +90,8 @@ def decode_warp(encoded, crop_to_image, crop_size: int, fast: bool = True):
     return warp(decode_full(encoded), crop_to_image, crop_size)
 
   def jpeg():
-    shape = tf.image.extract_jpeg_shape(encoded)
-    height, width = shape[0], shape[1]
-
-    def branch(ratio):
-      def fn():
-        window, local = scaled_window(crop_to_image, crop_size, height, width, ratio)
-        pixels = tf.image.decode_and_crop_jpeg(encoded, window, channels=3, ratio=ratio)
-        return warp(pixels, local, crop_size)
-      return fn
-
-    return tf.switch_case(choose_ratio(crop_to_image), [branch(r) for r in RATIOS])
+    pixels, local = decode_window(encoded, crop_to_image, crop_size)
+    return warp(pixels, local, crop_size)
 
   out = tf.cond(tf.io.is_jpeg(encoded), jpeg,
                 lambda: warp(decode_full(encoded), crop_to_image, crop_size))
