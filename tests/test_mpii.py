@@ -151,7 +151,9 @@ def test_every_person_keeps_the_other_people_of_its_image(prepared):
 
 def test_messy_annotations_are_kept_correctly_or_counted(prepared):
   report = prepared['report']
-  messy = _by_image(prepared['train'])['messy.jpg']
+  train = _by_image(prepared['train'])
+  assert 'empty.jpg' not in train and 'missing.jpg' not in train  # empty annorect: no people
+  messy = train['messy.jpg']
   assert len(messy) == 2
   a = next(ex for ex in messy if ex['joints_annotated'][0])
   # '1' -> visible, '0' -> occluded, empty -> visible (as the release read it), id 16 dropped.
