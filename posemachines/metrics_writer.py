@@ -13,7 +13,9 @@ class MetricsWriter:
     self.enabled = enabled
     if enabled:
       self._tb = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
-      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      path = os.path.join(workdir, 'metrics.jsonl')
+      _drop_partial_line(path)
+      self._jsonl = open(path, 'a')
 
   def write(self, step: int, scalars: dict):
     if not self.enabled:
@@ -34,3 +36,12 @@ class MetricsWriter:
     if self.enabled:
       self._tb.close()
       self._jsonl.close()
+
+
+def _drop_partial_line(path: str):
+  """Removes a last line cut short by a killed run, so that every line stays valid JSON."""
+  if os.path.exists(path):
+    with open(path, 'rb+') as f:
+      data = f.read()
+      if data and not data.endswith(b'\n'):
+        f.truncate(data.rfind(b'\n') + 1)

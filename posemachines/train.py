@@ -19,11 +19,10 @@ import numpy as np
 import tqdm
 from ml_collections import config_flags
 
-from posemachines import checkpoint, evaluate, models, optim, skeleton
+from posemachines import checkpoint, distributed, evaluate, models, optim, skeleton
 from posemachines.step import TrainState, eval_step, split_variables, train_step
 from posemachines import metrics_writer
-from posemachines.data import pipeline
-
+from posemachines.data import pipeline, registry
 
 
 def define_flags():
@@ -33,6 +32,7 @@ def define_flags():
   flags.DEFINE_string('workdir', 'workdirs/default', 'Checkpoints, logs and pictures.')
   flags.DEFINE_bool('library_logs', False, 'Also show the INFO/WARNING logs of jax, orbax and '
                     'tensorflow-datasets (by default only posemachines logs and errors show).')
+  distributed.define_flags()
 
 
 class OwnLogsOnly(std_logging.Filter):
@@ -68,6 +68,8 @@ def init_state(config, model, tx, mesh):
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   abstract = jax.eval_shape(init, jax.random.key(0))
   shardings = jax.tree.map(lambda _: replicated, abstract)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, shardings)  # restores straight onto this mesh
   state = jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
   return state, abstract, shardings
 
@@ -120,6 +122,13 @@ def _format_eval(result):
   return ' '.join(f's{s["stage"]}={100 * s["pck@0.5"]:.1f}' for s in result['stages'])
 
 
+def _prepare_datasets(config):
+  """Prepares (on first use) every dataset the run trains or evaluates on."""
+  names = set(registry.dataset_names(config)) | {registry.eval_dataset_name(config)}
+  for name in sorted(names):
+    registry.get_builder(config, name)
+
+
 def train_and_evaluate(config, workdir: str):
   """Trains ``config`` into ``workdir``, resuming from its newest checkpoint if there is one."""
   is_main = jax.process_index() == 0
@@ -127,8 +136,15 @@ def train_and_evaluate(config, workdir: str):
   if config.batch_size % jax.device_count():
     raise ValueError(f'batch_size {config.batch_size} must be divisible by the '
                      f'{jax.device_count()} devices')
+  with distributed.StopSignal() as stop:
+    return _train_and_evaluate(config, workdir, mesh, is_main, stop)
+
+
+def _train_and_evaluate(config, workdir, mesh, is_main, stop):
   # ------------------------------------------------------------------------------ set-up --
   model, sched, state, abstract, step_fn, eval_fn = build(config, mesh, config.get('frozen', ()))
+  checkpoint.check_workdir(workdir, abstract, config.keep_checkpoints)
+  distributed.main_process_first(lambda: _prepare_datasets(config), 'prepare_data')
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   restored, start = checkpoint.restore_latest(mngr, abstract)
   if restored is not None:
@@ -174,11 +190,21 @@ def train_and_evaluate(config, workdir: str):
       t0, seen = time.time(), 0
     if done % config.checkpoint_every_steps == 0 or done == config.num_train_steps:
       checkpoint.save(mngr, done, state, force=True)
+    if stop.requested():  # SIGTERM on any process: every process saves this step and returns
+      if mngr.latest_step() != done:
+        checkpoint.save(mngr, done, state, force=True)
+      mngr.wait_until_finished()
+      bar.close()
+      writer.close()
+      logging.warning('Stopped by SIGTERM after step %d; its checkpoint is in %s. Rerun the same '
+                      'command to resume.', done, workdir)
+      return state, None
     if done % config.eval_every_steps == 0 or done == config.num_train_steps:
       result = run_evaluation(config, state.variables, eval_fn, mesh)
       writer.write(done, {f'eval/pck@0.5/stage{s["stage"]}': s['pck@0.5']
                           for s in result['stages']})
-      bar.write(f'step {done}: PCK@0.5 per stage {_format_eval(result)}')
+      if is_main:
+        bar.write(f'step {done}: PCK@0.5 per stage {_format_eval(result)}')
       t0, seen = time.time(), 0
   bar.close()
   mngr.wait_until_finished()
@@ -188,9 +214,9 @@ def train_and_evaluate(config, workdir: str):
   if is_main:
     with open(os.path.join(workdir, 'eval.json'), 'w') as f:
       json.dump({'step': int(state.step), **result}, f, indent=2)
-  if config.num_pictures and is_main and jax.process_count() == 1:
+  if config.num_pictures and is_main:  # on host copies of the variables: no other process joins
     from posemachines import plots
-    plots.training_pictures(config, model, state.variables, workdir)
+    plots.training_pictures(config, model, jax.device_get(state.variables), workdir)
   writer.close()
   return state, result
 
@@ -198,16 +224,20 @@ def train_and_evaluate(config, workdir: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  config = flags.FLAGS.config
-  workdir = flags.FLAGS.workdir
-  if not flags.FLAGS.library_logs:
+  FLAGS = flags.FLAGS
+  if not FLAGS.library_logs:
     logging.get_absl_handler().addFilter(OwnLogsOnly())
-  os.makedirs(workdir, exist_ok=True)
+  distributed.initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
+                         FLAGS.process_id)
+  config, workdir = FLAGS.config, FLAGS.workdir
   logging.info('Devices: %s; process %d of %d', jax.devices(), jax.process_index(),
                jax.process_count())
-  _, result = train_and_evaluate(config, workdir)
-  print(f'Final PCK@0.5 per stage: {_format_eval(result)} '
-        f'({result["num_people"]} people, {workdir}/eval.json)')
+  state, result = train_and_evaluate(config, workdir)
+  if result is None:
+    print(f'Stopped by SIGTERM at step {int(state.step)}; checkpoint saved in {workdir}.')
+  else:
+    print(f'Final PCK@0.5 per stage: {_format_eval(result)} '
+          f'({result["num_people"]} people, {workdir}/eval.json)')
 
 
 if __name__ == '__main__':

@@ -149,23 +149,33 @@ _FIELDS = ('image', 'joints', 'joints_annotated', 'joints_visible', 'center', 's
            'others')
 
 
-def _raw_split(config, split: str, process_index: int, process_count: int,
-               name: str | None = None):
-  """This host's shard of a split (images undecoded), its size, start and native part order."""
-  builder = registry.get_builder(config, name)
+def _split_size(builder, split: str) -> int:
   info = builder.info
   if split not in info.splits:
     raise ValueError(f'{info.name} has no split {split!r}; it has {", ".join(info.splits)}')
-  num = info.splits[split].num_examples
-  per_host = num // process_count
-  if per_host == 0:
-    raise ValueError(f'split {split!r} of {info.name} has {num} examples, fewer than the '
+  return info.splits[split].num_examples
+
+
+def _raw_split(config, split: str, process_index: int = 0, process_count: int = 1,
+               name: str | None = None, limit: int = -1):
+  """This host's share of a split (images undecoded), its size, start and native part order.
+
+  The first ``limit`` examples (all if ``limit`` <= 0) are cut into contiguous shares of n // P
+  or n // P + 1 examples, one per process.
+  """
+  builder = registry.get_builder(config, name)
+  num = _split_size(builder, split)
+  n = min(num, limit) if limit > 0 else num
+  if n < process_count:
+    raise ValueError(f'split {split!r} of {builder.info.name} has {n} examples, fewer than the '
                      f'{process_count} processes reading it')
-  start = process_index * per_host
-  ds = builder.as_dataset(split=f'{split}[{start}:{start + per_host}]', shuffle_files=False,
+  shares = [n // process_count + (p < n % process_count) for p in range(process_count)]
+  start = sum(shares[:process_index])
+  stop = start + shares[process_index]
+  ds = builder.as_dataset(split=f'{split}[{start}:{stop}]', shuffle_files=False,
                           decoders={'image': tfds.decode.SkipDecoding()})
   ds = ds.map(lambda ex: {k: ex[k] for k in _FIELDS})
-  return ds, per_host, start, registry.skeleton_name(builder)
+  return ds, stop - start, start, registry.skeleton_name(builder)
 
 
 def to_model_example(ex, src: str, dst: str):
@@ -181,9 +191,9 @@ def to_model_example(ex, src: str, dst: str):
 
 
 def _stream(config, ds, n: int, start: int, first: int, component: int = 0):
-  """(index, epoch, example) from position ``first`` of this host's endless stream of a split.
+  """(index, epoch, example) from position ``first`` of the endless stream of a split.
 
-  Epoch e is the shard shuffled with a seed of (config.seed, e, component); indices of component
+  Epoch e is the split shuffled with a seed of (config.seed, e, component); indices of component
   c are offset by c * 2**32, so that augmentation seeds differ between a mixture's components.
   """
   if config.data.cache:
@@ -216,29 +226,30 @@ def mixture_pattern(weights, period: int = 1000) -> np.ndarray:
 def train_dataset(config, process_index: int = 0, process_count: int = 1, start_step: int = 0):
   """An endless stream of augmented local batches, beginning at global step ``start_step``.
 
-  Epoch e of this host's stream is its shard shuffled with a seed of (config.seed, e); example k
-  of the stream is augmented with a seed of (config.seed, e, example index). The stream therefore
-  depends only on (config, process layout), and a run resumed at step s reads exactly the batches
-  an uninterrupted run reads from step s on. For a mixture ('mpii+lsp_extended') each component
-  is such a stream, converted to the model's part order, and the examples are drawn from them in
-  a fixed cycle of ``mixture_pattern(weights)``, so the mixture resumes exactly too.
+  The global stream is the same for any number of processes: epoch e is the whole split shuffled
+  with a seed of (config.seed, e), example k is augmented with a seed of (config.seed, e, k), and
+  global batch s is the stream's examples [s * B, (s + 1) * B). Process p keeps the contiguous
+  slice [p * B / P, (p + 1) * B / P) of every global batch and decodes and augments only those
+  examples (every process reads the split's encoded records). A run resumed at step s reads
+  exactly the batches an uninterrupted run reads from step s on, and 2 processes read the same
+  global batches as 1. For a mixture ('mpii+lsp_extended') each component is such a stream,
+  converted to the model's part order, and the examples are drawn from them in a fixed cycle of
+  ``mixture_pattern(weights)``, so the mixture resumes exactly too.
   """
   data = config.data
   if config.batch_size % process_count:
     raise ValueError(f'batch_size {config.batch_size} is not divisible by the {process_count} '
                      'processes')
   batch = config.batch_size // process_count
-  first = start_step * batch
+  first = start_step * config.batch_size
   aug = Augment.from_config(data, train=True)
   fast = data.get('fast_decode', True)
   names = registry.dataset_names(config)
   if len(names) == 1:
-    ds, n, start, src_parts = _raw_split(config, data.train_split, process_index, process_count,
-                                         names[0])
+    ds, n, start, src_parts = _raw_split(config, data.train_split, name=names[0])
     out = _stream(config, ds, n, start, first)
   else:
-    shards = [_raw_split(config, data.train_split, process_index, process_count, name)
-              for name in names]
+    shards = [_raw_split(config, data.train_split, name=name) for name in names]
     weights = registry.mixture_weights(config, [n for _, n, _, _ in shards])
     pattern = mixture_pattern(weights)
     cycles, rem = divmod(first, len(pattern))
@@ -250,6 +261,11 @@ def train_dataset(config, process_index: int = 0, process_count: int = 1, start_
     choice = tf.data.Dataset.from_tensor_slices(pattern).repeat().skip(rem)
     out = tf.data.Dataset.choose_from_datasets(streams, choice)
     src_parts = data.parts
+  if process_count > 1:  # this process's slice of each global batch, before any decoding
+    lo = process_index * batch
+    mine = lambda k, x: tf.logical_and(k % config.batch_size >= lo,
+                                       k % config.batch_size < lo + batch)
+    out = out.enumerate().filter(mine).map(lambda k, x: x)
   fn = make_transform_fn(aug, src_parts, data.parts, config.seed, data.max_others, train=True,
                          fast_decode=fast)
   out = out.map(fn, num_parallel_calls=_parallel(data), deterministic=True)
@@ -258,34 +274,31 @@ def train_dataset(config, process_index: int = 0, process_count: int = 1, start_
 
 def eval_dataset(config, process_index: int = 0, process_count: int = 1,
                  num_examples: int = -1):
-  """This host's share of the eval split, un-augmented, in order, with what evaluation needs.
+  """This process's share of the eval split (its first ``num_examples`` if > 0), un-augmented.
 
-  The last batch is padded to the full batch size with copies of the last example whose
-  ``index`` is -1, so every host runs the same number of identical-shape steps.
+  The n examples are split into contiguous shares of n // P or n // P + 1, one per process, and
+  every share is padded to the same number of full batches with copies of an example whose
+  ``index`` is -1, so every process runs the same number of identical-shape steps.
   """
   data = config.data
+  if config.eval_batch_size % process_count:
+    raise ValueError(f'eval_batch_size {config.eval_batch_size} is not divisible by the '
+                     f'{process_count} processes')
   batch = config.eval_batch_size // process_count
-  ds, n, start, src_parts = _raw_split(config, data.eval_split, process_index, process_count)
-  if num_examples > 0:
-    ds = ds.take(max(num_examples // process_count, 1))
+  ds, _, start, src_parts = _raw_split(config, data.eval_split, process_index, process_count,
+                                       limit=num_examples)
+  num = _split_size(registry.get_builder(config), data.eval_split)
+  n = min(num, num_examples) if num_examples > 0 else num
+  largest = -(-n // process_count)
+  padded = -(-largest // batch) * batch  # every share padded to the largest, in full batches
   fn = make_transform_fn(Augment.from_config(data, train=False), src_parts, data.parts,
                          config.seed, data.max_others, train=False,
                          fast_decode=data.get('fast_decode', True))
-  ds = ds.enumerate(start=start).map(lambda i, ex: fn(i, 0, ex),
-                                     num_parallel_calls=_parallel(data), deterministic=True)
-  return ds.batch(batch).map(lambda b: _pad_batch(b, batch)).prefetch(data.prefetch)
-
-
-def _pad_batch(b, size):
-  short = size - tf.shape(b['index'])[0]
-
-  def pad(k, v):
-    tail = tf.repeat(v[-1:], short, axis=0)
-    if k == 'index':
-      tail = -tf.ones_like(tail)
-    return tf.concat([v, tail], axis=0)
-
-  return {k: pad(k, v) for k, v in b.items()}
+  ds = ds.enumerate(start=start)
+  filler = ds.take(1).map(lambda i, ex: (tf.constant(-1, tf.int64), ex)).repeat()
+  ds = ds.concatenate(filler).take(padded)
+  ds = ds.map(lambda i, ex: fn(i, 0, ex), num_parallel_calls=_parallel(data), deterministic=True)
+  return ds.batch(batch, drop_remainder=True).prefetch(data.prefetch)
 
 
 def _parallel(data):

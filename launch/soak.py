@@ -1,0 +1,131 @@
+"""Soak test of exact resume: a training run killed (SIGKILL) at random steps, then compared.
+
+  python launch/soak.py --workdir=/tmp/soak --kills=5 -- \\
+      --config=experiments/default.py --config.num_train_steps=300
+
+Trains the same config twice from scratch: WORKDIR/reference without interruption, and
+WORKDIR/killed, which is killed at --kills random steps (distinct, uniform over the run, from
+--seed) and rerun with the same command after each kill until it finishes. Then it compares the
+final parameters of the two runs; on one machine with the same device count they should be
+bit-identical. Arguments after -- go to posemachines.train (--config.log_every_steps=1 is added,
+since kills are timed from metrics.jsonl). With --num_processes > 1 both runs go through
+launch/local.py and each kill hits one random process; the launcher then stops the others.
+Writes WORKDIR/soak.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import time
+
+import local  # launch/local.py
+
+
+def logged_steps(workdir: str) -> list[int]:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  lines = open(path).read().split('\n')[:-1]  # the last, unterminated line may be cut short
+  return [json.loads(l)['step'] for l in lines if '"loss"' in l]
+
+
+def newest_checkpoint(workdir: str) -> int:
+  d = os.path.join(workdir, 'checkpoints')
+  return max([int(s) for s in os.listdir(d) if s.isdigit()], default=0) if os.path.isdir(d) else 0
+
+
+def run(cmd, args, workdir, kill_at=None, rng=None):
+  """Runs ``cmd`` to the end, or until ``kill_at`` is logged and then SIGKILLs a process."""
+  logs = os.path.join(workdir, 'logs')
+  attempt = len(os.listdir(logs)) if os.path.isdir(logs) else 0
+  procs = local.start(cmd, args.num_processes, args.devices_per_process,
+                      log_dir=os.path.join(logs, f'run_{attempt}'))
+  seen = len(logged_steps(workdir))
+  while all(p.poll() is None for p in procs):
+    if kill_at is not None and any(s >= kill_at for s in logged_steps(workdir)[seen:]):
+      victim = rng.randrange(len(procs))
+      procs[victim].send_signal(signal.SIGKILL)
+      local.wait(procs, grace=args.grace)
+      return {'target_step': kill_at, 'last_logged_step': max(logged_steps(workdir)),
+              'killed_process': victim, 'newest_checkpoint_after_kill': newest_checkpoint(workdir)}
+    time.sleep(0.02)
+  rc = local.wait(procs, grace=args.grace)
+  if rc:
+    raise SystemExit(f'training in {workdir} failed with status {rc}; see {workdir}/logs')
+  return None
+
+
+def final_params(workdir: str, train_args):
+  """Final parameters restored from ``workdir``'s newest checkpoint, as numpy leaves."""
+  import jax
+  from ml_collections import config_flags
+  from absl import flags
+  import orbax.checkpoint as ocp
+  from posemachines import train
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', 'experiments/default.py', flag_values=fv)
+  fv(['soak'] + [a for a in train_args if a.startswith('--config')])
+  _, _, _, abstract, _, _ = train.build(fv.config, train.make_mesh())
+  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'))
+  step = mngr.latest_step()
+  state = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+  return step, [jax.device_get(x) for x in jax.tree.leaves(state.params)]
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(usage='%(prog)s [options] -- train flags ...')
+  parser.add_argument('--workdir', required=True)
+  parser.add_argument('--kills', type=int, default=5)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--num_processes', type=int, default=1)
+  parser.add_argument('--devices_per_process', type=int, default=1)
+  parser.add_argument('--grace', type=float, default=10.0)
+  parser.add_argument('train_args', nargs=argparse.REMAINDER)
+  args = parser.parse_args(argv)
+  train_args = args.train_args[1:] if args.train_args[:1] == ['--'] else args.train_args
+  train_args = train_args + ['--config.log_every_steps=1']
+  steps = int(next((a.split('=', 1)[1] for a in reversed(train_args)
+                    if a.startswith('--config.num_train_steps=')), 0))
+  if not steps or args.kills >= steps:
+    parser.error('give --config.num_train_steps=N with N > --kills after --')
+  rng = random.Random(args.seed)
+  targets = sorted(rng.sample(range(1, steps), args.kills))
+
+  def command(name):
+    return [sys.executable, '-m', 'posemachines.train', *train_args,
+            f'--workdir={os.path.join(args.workdir, name)}']
+
+  t0 = time.time()
+  run(command('reference'), args, os.path.join(args.workdir, 'reference'))
+  reference_s = time.time() - t0
+  kills, t0 = [], time.time()
+  killed_dir = os.path.join(args.workdir, 'killed')
+  for target in targets:
+    if max(logged_steps(killed_dir), default=0) >= target:
+      continue  # the previous kill landed past this step
+    kill = run(command('killed'), args, killed_dir, kill_at=target, rng=rng)
+    kills.append(kill)
+    print('killed:', kill, flush=True)
+  run(command('killed'), args, killed_dir)
+  killed_s = time.time() - t0
+  (step_a, a), (step_b, b) = (final_params(os.path.join(args.workdir, n), train_args)
+                              for n in ('reference', 'killed'))
+  diff = max(float(abs(x.astype('float64') - y.astype('float64')).max()) for x, y in zip(a, b))
+  report = {'train_args': train_args, 'num_processes': args.num_processes,
+            'devices_per_process': args.devices_per_process, 'kills': kills,
+            'final_steps': [step_a, step_b], 'num_arrays': len(a),
+            'bit_identical': all(x.tobytes() == y.tobytes() for x, y in zip(a, b)),
+            'max_abs_difference': diff, 'reference_seconds': round(reference_s, 1),
+            'killed_run_seconds': round(killed_s, 1)}
+  with open(os.path.join(args.workdir, 'soak.json'), 'w') as f:
+    json.dump(report, f, indent=2)
+  print(json.dumps(report, indent=2))
+  return 0 if report['bit_identical'] else 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())

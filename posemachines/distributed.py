@@ -1,0 +1,156 @@
+"""Several processes (hosts): JAX's distributed runtime, cross-process agreement, SIGTERM.
+
+One training program runs as one process per host (or per GPU). ``initialize`` connects them:
+  * explicitly, from ``--coordinator_address``, ``--num_processes``, ``--process_id`` or the
+    environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (what
+    launch/local.py sets);
+  * automatically with ``--multihost=on``: JAX finds the coordinator itself on Cloud TPU, SLURM,
+    Open MPI and Kubernetes (what launch/tpu_pod.sh uses); ``--multihost=auto`` (the default) does
+    so when it sees a SLURM job step of several tasks or a multi-worker TPU slice.
+On CPU, cross-process collectives use gloo (JAX's default), so several local processes with fake
+devices behave like hosts of a pod.
+
+Every decision that changes control flow (stop now? is the workdir usable?) must be the same on
+every process, or the processes deadlock in the next collective: ``any_process`` makes it so.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from absl import flags, logging
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+MULTIHOST_MODES = ('auto', 'on', 'off')
+
+
+def define_flags():
+  flags.DEFINE_enum('multihost', 'auto', MULTIHOST_MODES,
+                    'on: jax.distributed.initialize() with JAX\'s cluster detection (Cloud TPU, '
+                    'SLURM, ...); auto: only when a multi-task SLURM step or a multi-worker TPU '
+                    'slice is detected, or a coordinator is given; off: one process.')
+  flags.DEFINE_string('coordinator_address', None,
+                      'host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS).')
+  flags.DEFINE_integer('num_processes', None, 'Number of processes (default: $JAX_NUM_PROCESSES).')
+  flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 '
+                       '(default: $JAX_PROCESS_ID).')
+
+
+def _env_int(name):
+  value = os.environ.get(name)
+  if value in (None, ''):
+    return None
+  try:
+    return int(value)
+  except ValueError:
+    raise ValueError(f'${name}={value!r} is not an integer') from None
+
+
+def cluster_detected() -> bool:
+  """True in a SLURM job step of several tasks or on one worker of a multi-worker TPU slice."""
+  slurm = ('SLURM_JOB_ID', 'SLURM_STEP_NODELIST', 'SLURM_PROCID', 'SLURM_LOCALID')  # srun
+  if all(k in os.environ for k in slurm) and (_env_int('SLURM_NTASKS') or 1) > 1:
+    return True
+  return len([h for h in os.environ.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]) > 1
+
+
+def initialize(multihost: str = 'auto', coordinator_address: str | None = None,
+               num_processes: int | None = None, process_id: int | None = None) -> None:
+  """Starts JAX's distributed runtime if this program is one of several processes."""
+  if multihost not in MULTIHOST_MODES:
+    raise ValueError(f'multihost={multihost!r}; expected one of {MULTIHOST_MODES}')
+  if multihost == 'off' or jax.distributed.is_initialized():
+    return
+  address = coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS')
+  n = num_processes if num_processes is not None else _env_int('JAX_NUM_PROCESSES')
+  pid = process_id if process_id is not None else _env_int('JAX_PROCESS_ID')
+  if address:
+    if n is None or pid is None:
+      raise ValueError(f'coordinator address {address!r} given without --num_processes and '
+                       '--process_id (or $JAX_NUM_PROCESSES and $JAX_PROCESS_ID)')
+    if not 0 <= pid < n:
+      raise ValueError(f'process_id {pid} is not in 0..{n - 1} (num_processes {n})')
+    jax.distributed.initialize(address, n, pid)
+  elif multihost == 'on' or cluster_detected():
+    jax.distributed.initialize()  # JAX finds the coordinator, count and id of this cluster
+  else:
+    return
+  logging.info('Process %d of %d; %d local of %d devices', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process if ``flag`` is True on any. A collective: call it on every process."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.max(multihost_utils.process_allgather(np.int32(bool(flag)))))
+
+
+def broadcast_from_main(value: int) -> int:
+  """Process 0's ``value`` on every process (an integer)."""
+  if jax.process_count() == 1:
+    return int(value)
+  return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+
+
+def barrier(name: str) -> None:
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def main_process_first(fn, name: str):
+  """Runs ``fn`` on process 0, then on the others (e.g. preparing a dataset in a shared dir)."""
+  if jax.process_index() == 0:
+    out = fn()
+    barrier(name)
+  else:
+    barrier(name)
+    out = fn()
+  return out
+
+
+def raise_if_any(error: Exception | None, what: str) -> None:
+  """Raises on every process if any process found ``error`` (so none is left waiting)."""
+  if any_process(error is not None):
+    if error is not None:
+      raise error
+    raise RuntimeError(f'{what} failed on another process; see its log.')
+
+
+class StopSignal:
+  """Turns SIGTERM into a request to stop at the next step that every process agrees on.
+
+  Preemption (Cloud TPU maintenance, spot VMs, SLURM's --signal and requeue) sends SIGTERM to
+  one or all hosts. The handler only notes it; ``requested()``, called by every process after
+  each step, all-reduces the note, so all processes see it at the same step and can save that
+  step together. Previous handlers are restored by ``close()``.
+  """
+
+  def __init__(self, signals=(signal.SIGTERM,)):
+    self.received = None
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      for s in signals:
+        previous = signal.signal(s, self._handle)
+        self._previous[s] = signal.SIG_DFL if previous is None else previous
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signum
+
+  def requested(self) -> bool:
+    return any_process(self.received is not None)
+
+  def close(self):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    self._previous = {}
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()

@@ -1,0 +1,161 @@
+"""Faults: SIGKILL at a random step, NaN in one batch (stop or skip), unusable workdirs."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow as tf
+
+from posemachines import checkpoint, step, train
+from posemachines.data import pipeline
+from tests.conftest import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _params(state):
+  return jax.tree.leaves(jax.device_get(state.params))
+
+
+def _logged_steps(path):
+  """Steps in metrics.jsonl, ignoring a last line cut short by a kill."""
+  if not os.path.exists(path):
+    return [0]
+  return [json.loads(l)['step'] for l in open(path).read().split('\n')[:-1]] or [0]
+
+
+def _restore(config, workdir, step):
+  _, _, _, abstract, _, _ = train.build(config, train.make_mesh())
+  mngr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def test_sigkill_at_a_random_step_then_restart_is_bit_identical(tfds_dir, tmp_path):
+  steps = 10
+  overrides = dict(num_train_steps=steps, checkpoint_every_steps=3, log_every_steps=1)
+  config = tiny_config(tfds_dir, **overrides)
+  full, _ = train.train_and_evaluate(config, str(tmp_path / 'full'))
+
+  with open(tmp_path / 'tiny.py', 'w') as f:
+    f.write(textwrap.dedent(f'''
+        import sys
+        sys.path.insert(0, {ROOT!r})
+        from tests.conftest import tiny_config
+        def get_config():
+          return tiny_config({tfds_dir!r}, **{overrides!r})
+    '''))
+  workdir = tmp_path / 'killed'
+  kill_at = random.randrange(1, steps - 1)
+  proc = subprocess.Popen([sys.executable, '-m', 'posemachines.train',
+                           f'--config={tmp_path}/tiny.py', f'--workdir={workdir}'],
+                          env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 600
+  while time.time() < deadline and proc.poll() is None:
+    if max(_logged_steps(metrics)) >= kill_at:
+      break
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL, f'the run ended before step {kill_at}'
+  logged = max(_logged_steps(metrics))
+  assert logged < steps, f'killed too late (after step {logged})'
+
+  resumed, _ = train.train_and_evaluate(config, str(workdir))
+  assert int(resumed.step) == steps
+  for a, b in zip(_params(full), _params(resumed)):
+    np.testing.assert_array_equal(a, b, err_msg=f'killed after step {logged}')
+
+
+def _inject_nan(monkeypatch, at_step, stage):
+  """Makes ``stage``'s loss, and so the gradients, NaN at global step ``at_step`` (1-based).
+
+  The data stream marks that step's batch with a 'poison' entry, and the loss function
+  multiplies the stage's loss by NaN on marked batches: the train step sees a NaN exactly as it
+  would from a bad batch or a diverging stage.
+  """
+  original_data, original_loss = pipeline.train_dataset, step.loss_fn
+
+  def train_dataset(config, process_index=0, process_count=1, start_step=0):
+    ds = original_data(config, process_index, process_count, start_step)
+    mark = lambda k, b: {**b, 'poison': tf.fill(tf.shape(b['visible'])[:1],
+                                                tf.cast(tf.equal(k, at_step - 1), tf.float32))}
+    return ds.enumerate(start=start_step).map(mark)
+
+  def loss_fn(params, model_state, batch, rng, **kw):
+    total, (per_stage, model_state) = original_loss(params, model_state, batch, rng, **kw)
+    factor = jnp.where(batch['poison'][0] > 0, jnp.nan, 1.0)
+    per_stage = per_stage.at[stage - 1].multiply(factor)
+    return total * factor, (per_stage, model_state)
+
+  monkeypatch.setattr(pipeline, 'train_dataset', train_dataset)
+  monkeypatch.setattr(step, 'loss_fn', loss_fn)
+
+
+def test_nan_stops_naming_step_and_stage_and_keeps_the_last_good_checkpoint(
+    tfds_dir, tmp_path, monkeypatch):
+  _inject_nan(monkeypatch, at_step=3, stage=2)
+  config = tiny_config(tfds_dir, checkpoint_every_steps=1)
+  with pytest.raises(FloatingPointError, match=r'Non-finite stage 2 loss at step 3\b'):
+    train.train_and_evaluate(config, str(tmp_path / 'stop'))
+  mngr = checkpoint.manager(str(tmp_path / 'stop'), 3)
+  assert mngr.all_steps() == [1, 2]
+  kept = _restore(config, str(tmp_path / 'stop'), 2)
+  assert all(np.isfinite(x).all() for x in _params(kept))
+
+  # on_nan=skip: step 3 leaves the parameters as they were; training goes on.
+  config = tiny_config(tfds_dir, checkpoint_every_steps=1, on_nan='skip')
+  state, _ = train.train_and_evaluate(config, str(tmp_path / 'skip'))
+  assert int(state.step) == 4
+  p2, p3, p4 = (_params(_restore(config, str(tmp_path / 'skip'), s)) for s in (2, 3, 4))
+  for a, b in zip(p2, p3):
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(p3, p4))
+  assert all(np.isfinite(x).all() for x in p4)
+
+
+def test_full_disk_fails_before_training(tfds_dir, tmp_path, monkeypatch):
+  config = tiny_config(tfds_dir)
+  monkeypatch.setattr(checkpoint, 'free_bytes', lambda path: 10 << 20)
+  with pytest.raises(checkpoint.WorkdirError, match=r'has 10.0 MiB free; the run needs about'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / 'checkpoints').exists() and not (tmp_path / 'metrics.jsonl').exists()
+
+
+def test_free_space_threshold_follows_the_checkpoint_size(tmp_path, monkeypatch):
+  abstract = {'w': jax.ShapeDtypeStruct((1000, 1000), np.float32)}  # 4 MB
+  size = checkpoint.state_bytes(abstract)
+  assert size == 4_000_000
+  need = 4 * size + checkpoint.OTHER_FILES_BYTES  # keep 3 + the one being written
+  monkeypatch.setattr(checkpoint, 'free_bytes', lambda path: need)
+  checkpoint.check_workdir(str(tmp_path), abstract, keep=3)
+  monkeypatch.setattr(checkpoint, 'free_bytes', lambda path: need - 1)
+  with pytest.raises(checkpoint.WorkdirError, match='4 more checkpoint'):
+    checkpoint.check_workdir(str(tmp_path), abstract, keep=3)
+  for s in (1, 2, 3):  # three checkpoints already on disk: one more is enough
+    (tmp_path / 'checkpoints' / str(s)).mkdir(parents=True)
+  monkeypatch.setattr(checkpoint, 'free_bytes', lambda path: size + checkpoint.OTHER_FILES_BYTES)
+  checkpoint.check_workdir(str(tmp_path), abstract, keep=3)
+
+
+def test_unwritable_workdir_fails_with_its_name(tmp_path):
+  abstract = {'w': jax.ShapeDtypeStruct((4,), np.float32)}
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a directory')
+  with pytest.raises(checkpoint.WorkdirError, match=r"Cannot write to the workdir '.*a_file/run'"):
+    checkpoint.check_workdir(str(blocker / 'run'), abstract, keep=3)
+  if os.geteuid() != 0:  # root writes anywhere
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    locked.chmod(0o500)
+    with pytest.raises(checkpoint.WorkdirError, match='locked'):
+      checkpoint.check_workdir(str(locked), abstract, keep=3)

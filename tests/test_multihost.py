@@ -1,0 +1,192 @@
+"""Several processes: the same global batches, 2 x 2 devices == 1 x 4, SIGTERM to one process.
+
+The processes run on 127.0.0.1 through launch/local.py with fake CPU devices and gloo
+collectives, as hosts of a pod would.
+"""
+import importlib.util
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from posemachines import checkpoint, train
+from posemachines.data import pipeline
+from tests.conftest import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location('launch_local', os.path.join(ROOT, 'launch',
+                                                                            'local.py'))
+local = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(local)
+
+STEPS = 16
+# The run the tests share: 16 steps, regular checkpoints every 6, evaluation of 7 people in
+# batches of 4 (shares of 4 and 3 on two processes, so the second process pads).
+OVERRIDES = dict(num_train_steps=STEPS, checkpoint_every_steps=6, log_every_steps=1,
+                 eval_batch_size=4, num_eval_examples=7)
+
+
+def _config(data_dir):
+  return tiny_config(data_dir, **OVERRIDES)
+
+
+def test_processes_read_slices_of_the_same_global_batches(tfds_dir):
+  config = _config(tfds_dir)
+  for start in (0, 3):  # 3: a resumed run, 24 examples in (the split has 32)
+    one = iter(pipeline.as_numpy(pipeline.train_dataset(config, 0, 1, start)))
+    two = [iter(pipeline.as_numpy(pipeline.train_dataset(config, p, 2, start))) for p in (0, 1)]
+    for _ in range(2):
+      whole, parts = next(one), [next(t) for t in two]
+      for k in ('image', 'keypoints', 'visible', 'others'):
+        np.testing.assert_array_equal(whole[k], np.concatenate([p[k] for p in parts]), err_msg=k)
+  shares = [list(pipeline.as_numpy(pipeline.eval_dataset(config, p, 2, 7))) for p in (0, 1)]
+  assert len(shares[0]) == len(shares[1]) == 2  # 4 and 3 examples -> 2 batches of 2 each
+  index = np.concatenate([b['index'] for s in shares for b in s])
+  assert sorted(index[index >= 0]) == list(range(7)) and (index < 0).sum() == 1
+
+
+_CONFIG = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, {root!r})
+    from tests.conftest import tiny_config
+
+    def get_config():
+      return tiny_config({data!r}, **{overrides!r})
+''')
+
+_RUN = textwrap.dedent('''
+    import functools, sys
+    import jax, numpy as np
+    sys.path.insert(0, {root!r})
+    from posemachines import distributed, models, train
+    from posemachines.step import eval_step
+    sys.path.insert(0, {here!r})
+    import tiny
+    distributed.initialize()
+    config = tiny.get_config()
+    state, _ = train.train_and_evaluate(config, {workdir!r})
+    mesh = train.make_mesh()
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    ev = jax.jit(functools.partial(eval_step, model=models.build(config), config=config),
+                 out_shardings=replicated)
+    result = train.run_evaluation(config, state.variables, ev, mesh, keep_predictions=True)
+    if jax.process_index() == 0:
+      np.savez({workdir!r} + '/predictions.npz', pred=result['predictions'],
+               index=result['index'])
+    print('RUN_OK', jax.process_index(), jax.process_count(), jax.device_count())
+''')
+
+
+def _launch(tmp, name, num_processes, devices, cmd):
+  logs = os.path.join(tmp, name, 'logs')
+  procs = local.start(cmd, num_processes, devices, log_dir=logs,
+                      env=dict(os.environ, PYTHONPATH=ROOT))
+  return procs, logs
+
+
+def _read_logs(logs):
+  return [open(os.path.join(logs, f)).read() for f in sorted(os.listdir(logs))]
+
+
+def _final_params(config, workdir):
+  _, _, _, abstract, _, _ = train.build(config, train.make_mesh())
+  mngr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  step = mngr.latest_step()
+  state = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+  return step, jax.tree.leaves(jax.device_get(state.params))
+
+
+@pytest.fixture(scope='module')
+def reference_runs(tfds_dir, tmp_path_factory):
+  """The shared config trained uninterrupted as 2 processes x 2 devices and 1 x 4."""
+  tmp = str(tmp_path_factory.mktemp('multihost'))
+  with open(os.path.join(tmp, 'tiny.py'), 'w') as f:
+    f.write(_CONFIG.format(root=ROOT, data=tfds_dir, overrides=OVERRIDES))
+  runs = {}
+  for name, n, d in (('2x2', 2, 2), ('1x4', 1, 4)):
+    script = _RUN.format(root=ROOT, here=tmp, workdir=os.path.join(tmp, name))
+    procs, logs = _launch(tmp, name, n, d, [sys.executable, '-c', script])
+    rc = local.wait(procs, grace=5)
+    out = _read_logs(logs)
+    assert rc == 0, out[0][-3000:] + out[-1][-3000:]
+    assert all(f'RUN_OK {i} {n} 4' in o for i, o in enumerate(out))
+    runs[name] = os.path.join(tmp, name)
+  return tmp, runs
+
+
+def test_two_processes_of_two_devices_match_one_process_of_four(tfds_dir, reference_runs):
+  tmp, runs = reference_runs
+  config = _config(tfds_dir)
+  step_a, a = _final_params(config, runs['2x2'])
+  step_b, b = _final_params(config, runs['1x4'])
+  assert step_a == step_b == STEPS
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-6)
+  # Evaluation gathers every process's share: all 7 people once, the same predictions.
+  pa, pb = (np.load(os.path.join(runs[k], 'predictions.npz')) for k in ('2x2', '1x4'))
+  assert sorted(pa['index']) == sorted(pb['index']) == list(range(7))
+  np.testing.assert_allclose(pa['pred'][:, np.argsort(pa['index'])],
+                             pb['pred'][:, np.argsort(pb['index'])], atol=1e-2)
+  ev = [json.load(open(os.path.join(runs[k], 'eval.json'))) for k in ('2x2', '1x4')]
+  assert ev[0]['num_people'] == ev[1]['num_people'] == 7
+  # Only process 0 writes metrics: one line per step, not one per process.
+  lines = [json.loads(l) for l in open(os.path.join(runs['2x2'], 'metrics.jsonl'))]
+  assert [l['step'] for l in lines if 'loss' in l] == list(range(1, STEPS + 1))
+
+
+def _wait_for_step(workdir, step, procs, timeout=600):
+  path = os.path.join(workdir, 'metrics.jsonl')
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if os.path.exists(path):
+      steps = [json.loads(l)['step'] for l in open(path) if l.strip()]
+      if steps and max(steps) >= step:
+        return max(steps)
+    if any(p.poll() is not None for p in procs):
+      raise AssertionError('a process ended before reaching step %d' % step)
+    time.sleep(0.05)
+  raise AssertionError(f'step {step} not reached in {timeout} s')
+
+
+def test_sigterm_to_one_process_stops_both_at_one_saved_step(tfds_dir, reference_runs):
+  tmp, runs = reference_runs
+  workdir = os.path.join(tmp, 'sigterm')
+  cmd = [sys.executable, '-m', 'posemachines.train', f'--config={tmp}/tiny.py',
+         f'--workdir={workdir}']
+  procs, logs = _launch(tmp, 'sigterm', 2, 2, cmd)
+  _wait_for_step(workdir, 1, procs)
+  procs[1].send_signal(signal.SIGTERM)  # only the second process is told
+  rc = local.wait(procs, grace=5)
+  out = _read_logs(logs)
+  assert rc == 0 and [p.returncode for p in procs] == [0, 0], out[0][-3000:] + out[1][-3000:]
+  stopped = [int(o.split('Stopped by SIGTERM at step ')[1].split(';')[0]) for o in out]
+  assert stopped[0] == stopped[1] < STEPS, stopped
+  saved = stopped[0]
+  assert sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints'))) == sorted(
+      {s for s in range(6, saved + 1, 6)} | {saved})
+
+  # The newest checkpoint gets corrupted: both processes fall back to the one before, say so,
+  # and the resumed run ends bit-identical to the uninterrupted run.
+  for root, _, files in os.walk(os.path.join(workdir, 'checkpoints', str(saved))):
+    for f in files:
+      with open(os.path.join(root, f), 'wb') as fh:
+        fh.write(b'garbage')
+  procs, logs = _launch(tmp, 'resumed', 2, 2, cmd)
+  rc = local.wait(procs, grace=5)
+  out = _read_logs(logs)
+  assert rc == 0, out[0][-3000:] + out[1][-3000:]
+  assert all(f'Checkpoint at step {saved} ' in o and 'is unreadable' in o for o in out)
+  assert os.listdir(os.path.join(workdir, 'unreadable_checkpoints'))
+  config = _config(tfds_dir)
+  step_a, a = _final_params(config, runs['2x2'])
+  step_b, b = _final_params(config, workdir)
+  assert step_a == step_b == STEPS
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
