@@ -93,6 +93,10 @@ def build(config, mesh, frozen=()):
 def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_predictions=False):
   """PCKh (or PCK) @0.5 of every stage over the eval split, gathered from every process."""
   n = config.num_eval_examples if num_examples is None else num_examples
+  if config.eval_batch_size % mesh.devices.size:  # round up to a multiple of the devices
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      config.eval_batch_size = -(-config.eval_batch_size // mesh.devices.size) * mesh.devices.size
   ds = pipeline.eval_dataset(config, jax.process_index(), jax.process_count(), n)
   dists, ann, norms, preds, indices = [], [], [], [], []
   for batch in pipeline.as_numpy(ds):

@@ -33,10 +33,15 @@ def _logged_steps(path):
   return [json.loads(l)['step'] for l in open(path).read().split('\n')[:-1]] or [0]
 
 
-def _restore(config, workdir, step):
-  _, _, _, abstract, _, _ = train.build(config, train.make_mesh())
-  mngr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+def _restorer(config):
+  """A function (workdir, step) -> the train state saved there."""
+  abstract = train.build(config, train.make_mesh())[3]
+
+  def restore(workdir, step):
+    mngr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+    return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  return restore
 
 
 def test_sigkill_at_a_random_step_then_restart_is_bit_identical(tfds_dir, tmp_path):
@@ -109,14 +114,15 @@ def test_nan_stops_naming_step_and_stage_and_keeps_the_last_good_checkpoint(
     train.train_and_evaluate(config, str(tmp_path / 'stop'))
   mngr = checkpoint.manager(str(tmp_path / 'stop'), 3)
   assert mngr.all_steps() == [1, 2]
-  kept = _restore(config, str(tmp_path / 'stop'), 2)
+  restore = _restorer(config)
+  kept = restore(str(tmp_path / 'stop'), 2)
   assert all(np.isfinite(x).all() for x in _params(kept))
 
   # on_nan=skip: step 3 leaves the parameters as they were; training goes on.
   config = tiny_config(tfds_dir, checkpoint_every_steps=1, on_nan='skip')
   state, _ = train.train_and_evaluate(config, str(tmp_path / 'skip'))
   assert int(state.step) == 4
-  p2, p3, p4 = (_params(_restore(config, str(tmp_path / 'skip'), s)) for s in (2, 3, 4))
+  p2, p3, p4 = (_params(restore(str(tmp_path / 'skip'), s)) for s in (2, 3, 4))
   for a, b in zip(p2, p3):
     np.testing.assert_array_equal(a, b)
   assert any(not np.array_equal(a, b) for a, b in zip(p3, p4))

@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from posemachines import checkpoint, train
+from posemachines import train
 from posemachines.data import pipeline
 from tests.conftest import tiny_config
 
@@ -28,9 +28,10 @@ _spec.loader.exec_module(local)
 
 STEPS = 16
 # The run the tests share: 16 steps, regular checkpoints every 6, evaluation of 7 people in
-# batches of 4 (shares of 4 and 3 on two processes, so the second process pads).
+# batches of 6, rounded up to 8 for 4 devices (shares of 4 and 3 on two processes, so the
+# second pads), pictures.
 OVERRIDES = dict(num_train_steps=STEPS, checkpoint_every_steps=6, log_every_steps=1,
-                 eval_batch_size=4, num_eval_examples=7)
+                 eval_batch_size=6, num_eval_examples=7, num_pictures=2)
 
 
 def _config(data_dir):
@@ -46,6 +47,7 @@ def test_processes_read_slices_of_the_same_global_batches(tfds_dir):
       whole, parts = next(one), [next(t) for t in two]
       for k in ('image', 'keypoints', 'visible', 'others'):
         np.testing.assert_array_equal(whole[k], np.concatenate([p[k] for p in parts]), err_msg=k)
+  config.eval_batch_size = 4
   shares = [list(pipeline.as_numpy(pipeline.eval_dataset(config, p, 2, 7))) for p in (0, 1)]
   assert len(shares[0]) == len(shares[1]) == 2  # 4 and 3 examples -> 2 batches of 2 each
   index = np.concatenate([b['index'] for s in shares for b in s])
@@ -80,6 +82,13 @@ _RUN = textwrap.dedent('''
     if jax.process_index() == 0:
       np.savez({workdir!r} + '/predictions.npz', pred=result['predictions'],
                index=result['index'])
+    if jax.process_count() > 1:  # a diverging run: every process stops at the same step
+      with config.unlocked():
+        config.optim.update(name='sgd', learning_rate=1e30, schedule='constant', warmup_steps=0)
+      try:
+        train.train_and_evaluate(config, {workdir!r} + '_nan')
+      except FloatingPointError as e:
+        print('NAN_STOP', str(e).split(':')[0])
     print('RUN_OK', jax.process_index(), jax.process_count(), jax.device_count())
 ''')
 
@@ -95,8 +104,7 @@ def _read_logs(logs):
   return [open(os.path.join(logs, f)).read() for f in sorted(os.listdir(logs))]
 
 
-def _final_params(config, workdir):
-  _, _, _, abstract, _, _ = train.build(config, train.make_mesh())
+def _final_params(abstract, workdir):
   mngr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
   step = mngr.latest_step()
   state = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -118,14 +126,14 @@ def reference_runs(tfds_dir, tmp_path_factory):
     assert rc == 0, out[0][-3000:] + out[-1][-3000:]
     assert all(f'RUN_OK {i} {n} 4' in o for i, o in enumerate(out))
     runs[name] = os.path.join(tmp, name)
-  return tmp, runs
+  abstract = train.build(_config(tfds_dir), train.make_mesh())[3]  # restores on 1 device
+  return tmp, runs, abstract
 
 
 def test_two_processes_of_two_devices_match_one_process_of_four(tfds_dir, reference_runs):
-  tmp, runs = reference_runs
-  config = _config(tfds_dir)
-  step_a, a = _final_params(config, runs['2x2'])
-  step_b, b = _final_params(config, runs['1x4'])
+  tmp, runs, abstract = reference_runs
+  step_a, a = _final_params(abstract, runs['2x2'])
+  step_b, b = _final_params(abstract, runs['1x4'])
   assert step_a == step_b == STEPS
   for x, y in zip(a, b):
     np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-6)
@@ -136,9 +144,18 @@ def test_two_processes_of_two_devices_match_one_process_of_four(tfds_dir, refere
                              pb['pred'][:, np.argsort(pb['index'])], atol=1e-2)
   ev = [json.load(open(os.path.join(runs[k], 'eval.json'))) for k in ('2x2', '1x4')]
   assert ev[0]['num_people'] == ev[1]['num_people'] == 7
+  assert os.path.getsize(os.path.join(runs['2x2'], 'pictures', 'predictions.png')) > 1000
   # Only process 0 writes metrics: one line per step, not one per process.
   lines = [json.loads(l) for l in open(os.path.join(runs['2x2'], 'metrics.jsonl'))]
   assert [l['step'] for l in lines if 'loss' in l] == list(range(1, STEPS + 1))
+
+
+def test_a_nan_stops_every_process_at_the_same_step(reference_runs):
+  tmp, _, _ = reference_runs  # the 2 x 2 run then trained a diverging config (lr 1e30)
+  out = _read_logs(os.path.join(tmp, '2x2', 'logs'))
+  stops = [o.split('NAN_STOP ')[1].split('\n')[0] for o in out]
+  assert stops[0] == stops[1] and 'at step' in stops[0], stops
+  assert not os.path.exists(os.path.join(tmp, '2x2_nan', 'eval.json'))
 
 
 def _wait_for_step(workdir, step, procs, timeout=600):
@@ -156,7 +173,7 @@ def _wait_for_step(workdir, step, procs, timeout=600):
 
 
 def test_sigterm_to_one_process_stops_both_at_one_saved_step(tfds_dir, reference_runs):
-  tmp, runs = reference_runs
+  tmp, runs, abstract = reference_runs
   workdir = os.path.join(tmp, 'sigterm')
   cmd = [sys.executable, '-m', 'posemachines.train', f'--config={tmp}/tiny.py',
          f'--workdir={workdir}']
@@ -184,9 +201,45 @@ def test_sigterm_to_one_process_stops_both_at_one_saved_step(tfds_dir, reference
   assert rc == 0, out[0][-3000:] + out[1][-3000:]
   assert all(f'Checkpoint at step {saved} ' in o and 'is unreadable' in o for o in out)
   assert os.listdir(os.path.join(workdir, 'unreadable_checkpoints'))
-  config = _config(tfds_dir)
-  step_a, a = _final_params(config, runs['2x2'])
-  step_b, b = _final_params(config, workdir)
+  step_a, a = _final_params(abstract, runs['2x2'])
+  step_b, b = _final_params(abstract, workdir)
   assert step_a == step_b == STEPS
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x, y)
+
+
+def test_initialize_is_explicit_or_detected(monkeypatch):
+  from posemachines import distributed
+  for k in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID', 'SLURM_JOB_ID',
+            'TPU_WORKER_HOSTNAMES'):
+    monkeypatch.delenv(k, raising=False)
+  assert not distributed.cluster_detected()
+  distributed.initialize('auto')  # one process: nothing to connect
+  assert jax.process_count() == 1
+  with pytest.raises(ValueError, match='without --num_processes'):
+    distributed.initialize('auto', coordinator_address='127.0.0.1:1234')
+  monkeypatch.setenv('JAX_PROCESS_ID', 'two')
+  with pytest.raises(ValueError, match=r"\$JAX_PROCESS_ID='two' is not an integer"):
+    distributed.initialize('auto', coordinator_address='127.0.0.1:1234', num_processes=2)
+  with pytest.raises(ValueError, match='process_id 2 is not in 0..1'):
+    distributed.initialize('auto', '127.0.0.1:1234', num_processes=2, process_id=2)
+  monkeypatch.setenv('TPU_WORKER_HOSTNAMES', 'w-0,w-1')
+  assert distributed.cluster_detected()
+  monkeypatch.setenv('TPU_WORKER_HOSTNAMES', 'w-0')
+  for k, v in dict(SLURM_JOB_ID='7', SLURM_STEP_NODELIST='n[1-2]', SLURM_PROCID='0',
+                   SLURM_LOCALID='0', SLURM_NTASKS='1').items():
+    monkeypatch.setenv(k, v)
+  assert not distributed.cluster_detected()  # a single task
+  monkeypatch.setenv('SLURM_NTASKS', '16')
+  assert distributed.cluster_detected()
+
+
+def test_launcher_stops_the_others_when_one_process_fails(tmp_path):
+  script = ('import os, sys, time\n'
+            'if os.environ["JAX_PROCESS_ID"] == "1": sys.exit(3)\n'
+            'time.sleep(300)')
+  t0 = time.time()
+  procs = local.start([sys.executable, '-c', script], 3, log_dir=str(tmp_path))
+  assert local.wait(procs, grace=5) == 3
+  assert time.time() - t0 < 60
+  assert [p.returncode for p in procs] == [-signal.SIGTERM, 3, -signal.SIGTERM]
