@@ -6,10 +6,11 @@
 Trains the same config twice from scratch: WORKDIR/reference without interruption, and
 WORKDIR/killed, which is killed at --kills random steps (distinct, uniform over the run, from
 --seed) and rerun with the same command after each kill until it finishes. Then it compares the
-final parameters of the two runs; on one machine with the same device count they should be
-bit-identical. Arguments after -- go to posemachines.train (--config.log_every_steps=1 is added,
-since kills are timed from metrics.jsonl). With --num_processes > 1 both runs go through
-launch/local.py and each kill hits one random process; the launcher then stops the others.
+final checkpoints of the two runs (parameters, optimizer state, model state); on one machine
+with the same devices they should be bit-identical. Arguments after -- go to
+posemachines.train (--config.log_every_steps=1 is added, since kills are timed from
+metrics.jsonl). Runs are started through launch/local.py (one process by default); with
+--num_processes > 1 each kill hits one random process and the launcher stops the others.
 Writes WORKDIR/soak.json.
 """
 from __future__ import annotations
@@ -59,21 +60,32 @@ def run(cmd, args, workdir, kill_at=None, rng=None):
   return None
 
 
-def final_params(workdir: str, train_args):
-  """Final parameters restored from ``workdir``'s newest checkpoint, as numpy leaves."""
+def final_state(workdir: str):
+  """(step, {'params': ..., 'opt_state': ..., ...}) of ``workdir``'s newest checkpoint, as numpy."""
   import jax
-  from ml_collections import config_flags
-  from absl import flags
+  import numpy as np
   import orbax.checkpoint as ocp
-  from posemachines import train
-  fv = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', 'experiments/default.py', flag_values=fv)
-  fv(['soak'] + [a for a in train_args if a.startswith('--config')])
-  _, _, _, abstract, _, _ = train.build(fv.config, train.make_mesh())
-  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'))
-  step = mngr.latest_step()
-  state = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
-  return step, [jax.device_get(x) for x in jax.tree.leaves(state.params)]
+  ckpts = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  step = ocp.CheckpointManager(ckpts).latest_step()
+  # Restored with the shardings it was saved with: this machine, the same devices.
+  state = ocp.PyTreeCheckpointer().restore(os.path.join(ckpts, str(step), 'default'))
+  return step, jax.tree.map(np.asarray, state)
+
+
+def compare(a, b) -> dict:
+  import jax
+  import numpy as np
+  out = {}
+  for key in ('params', 'opt_state', 'model_state'):
+    xs, ys = jax.tree.leaves(a.get(key, {})), jax.tree.leaves(b.get(key, {}))
+    if len(xs) != len(ys):
+      out[key] = {'num_arrays': [len(xs), len(ys)], 'bit_identical': False}
+      continue
+    diff = max([float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max())
+                for x, y in zip(xs, ys)], default=0.0)
+    out[key] = {'num_arrays': len(xs), 'max_abs_difference': diff,
+                'bit_identical': all(x.tobytes() == y.tobytes() for x, y in zip(xs, ys))}
+  return out
 
 
 def main(argv=None):
@@ -112,15 +124,14 @@ def main(argv=None):
     print('killed:', kill, flush=True)
   run(command('killed'), args, killed_dir)
   killed_s = time.time() - t0
-  (step_a, a), (step_b, b) = (final_params(os.path.join(args.workdir, n), train_args)
+  (step_a, a), (step_b, b) = (final_state(os.path.join(args.workdir, n))
                               for n in ('reference', 'killed'))
-  diff = max(float(abs(x.astype('float64') - y.astype('float64')).max()) for x, y in zip(a, b))
   report = {'train_args': train_args, 'num_processes': args.num_processes,
             'devices_per_process': args.devices_per_process, 'kills': kills,
-            'final_steps': [step_a, step_b], 'num_arrays': len(a),
-            'bit_identical': all(x.tobytes() == y.tobytes() for x, y in zip(a, b)),
-            'max_abs_difference': diff, 'reference_seconds': round(reference_s, 1),
-            'killed_run_seconds': round(killed_s, 1)}
+            'final_steps': [step_a, step_b], **compare(a, b),
+            'reference_seconds': round(reference_s, 1), 'killed_run_seconds': round(killed_s, 1)}
+  report['bit_identical'] = step_a == step_b and all(
+      v['bit_identical'] for k, v in report.items() if k in ('params', 'opt_state', 'model_state'))
   with open(os.path.join(args.workdir, 'soak.json'), 'w') as f:
     json.dump(report, f, indent=2)
   print(json.dumps(report, indent=2))
