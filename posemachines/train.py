@@ -3,6 +3,8 @@
 With no flags it trains the default small CPM on built-in synthetic people into ./workdirs/default.
 The step is jitted over a 1-D ('data',) mesh of every device of every process: params replicated,
 batch split, so BatchNorm-style statistics and the gradient mean are over the global batch.
+Several processes (hosts) are connected by posemachines/distributed.py; they stop together on
+SIGTERM and resume exactly from the step they saved.
 """
 from __future__ import annotations
 
@@ -134,7 +136,11 @@ def _prepare_datasets(config):
 
 
 def train_and_evaluate(config, workdir: str):
-  """Trains ``config`` into ``workdir``, resuming from its newest checkpoint if there is one."""
+  """Trains ``config`` into ``workdir``, resuming from its newest checkpoint if there is one.
+
+  Returns (state, final evaluation), or (state, None) when a SIGTERM to any process stopped the
+  run: then every process has saved the same step and the same command resumes from it.
+  """
   is_main = jax.process_index() == 0
   mesh = make_mesh()
   if config.batch_size % jax.device_count():
