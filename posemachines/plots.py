@@ -149,7 +149,7 @@ def pck_curves(stage_tables, path: str, title: str = ''):
     ax.set_xlabel(f'normalised distance ({metric})', fontsize=8)
     ax.set_ylabel('detection rate, %', fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6, loc='lower right')
+    ax.legend(fontsize=6, loc='best')
   for ax in list(axes.flat)[len(names):]:
     ax.axis('off')
   if title:
