@@ -6,7 +6,8 @@ without posemachines installed. An artifact directory holds:
   artifact.json     input size, stride, stages, skeleton (part names, limbs, flip permutation),
                     normalisation, the person-size convention and the full training config
   forward.jax       the prediction function serialized with jax.export (symbolic batch size):
-                    (parameters, uint8 crops [B, S, S, 3]) -> belief maps [T, B, S/stride, S/stride, P+1]
+                    (parameters, uint8 crops [B, S, S, 3]) ->
+                    belief maps [T, B, S / stride, S / stride, P + 1]
   params.npz        its parameters, in the order artifact.json lists them
   saved_model/      optional: the same function as a TensorFlow SavedModel (jax2tf)
 

@@ -1,4 +1,5 @@
-"""Evaluation as the benchmarks score it: ``python -m posemachines.evaluate --model=ART_OR_WORKDIR``.
+"""Evaluation as the benchmarks score it: ``python -m posemachines.evaluate --model=MODEL``
+(an exported artifact or a training workdir).
 
 For every person of a dataset split, the belief maps of several views (scale multipliers 0.7-1.3
 around the dataset's person scale, and their mirror images) are merged in image space and decoded
@@ -42,7 +43,7 @@ def default_table(dataset_skeleton: str, metric: str) -> str:
 def split_examples(config, model, view_list, split: str, num_examples: int, batch_size: int):
   """tf.data batches of one split: every person's view crops and its ground truth.
 
-  Returns (dataset, the dataset's native part order, its metric name).
+  Returns (batches, the dataset's name, its native part order, its metric name).
   """
   import tensorflow as tf
   import tensorflow_datasets as tfds
@@ -59,19 +60,20 @@ def split_examples(config, model, view_list, split: str, num_examples: int, batc
     ds = ds.take(num_examples)
 
   def fn(ex):
-    image = tf.io.decode_image(ex['image'], channels=3, expand_animations=False)
-    crops, crop_to_image = inference.view_crops(image, ex['center'], ex['scale'], model,
-                                                view_list)
+    crops, crop_to_image = inference.view_crops(ex['image'], ex['center'], ex['scale'], model,
+                                                view_list, encoded=True,
+                                                fast_decode=config.data.get('fast_decode', True))
     return {'crops': crops, 'crop_to_image': crop_to_image,
             'joints': pipeline.to_model_parts(ex['joints'], ex['joints_annotated'], src,
                                               model.parts),
-            'native': tf.concat([ex['joints'], tf.cast(ex['joints_annotated'], tf.float32)[:, None]],
-                                axis=-1),
+            'native': tf.concat([ex['joints'],
+                                 tf.cast(ex['joints_annotated'], tf.float32)[:, None]], axis=-1),
             'visible': ex['joints_visible'], 'norm': ex['norm'], 'head_box': ex['head_box'],
             'center': ex['center'], 'scale': ex['scale'], 'image_id': ex['image_id']}
 
   ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.batch(batch_size).prefetch(2), src, registry.metric_name(builder)
+  return (ds.batch(batch_size).prefetch(2), registry.eval_dataset_name(config), src,
+          registry.metric_name(builder))
 
 
 def run(model, config, split: str, scales=None, flip: bool = True, table: str | None = None,
@@ -81,7 +83,8 @@ def run(model, config, split: str, scales=None, flip: bool = True, table: str | 
   from posemachines import inference
   view_list = inference.views(inference.DEFAULT_SCALES if scales is None else scales, flip)
   fn, merge = inference.predict_fn(model, view_list, grid_stride)
-  ds, src, metric = split_examples(config, model, view_list, split, num_examples, batch_size)
+  ds, dataset, src, metric = split_examples(config, model, view_list, split, num_examples,
+                                            batch_size)
   keep = ('joints', 'native', 'visible', 'norm', 'head_box', 'center', 'scale', 'image_id')
   preds, truth = [], {k: [] for k in keep}
   t0 = time.time()
@@ -94,12 +97,12 @@ def run(model, config, split: str, scales=None, flip: bool = True, table: str | 
       bar.update(len(batch['norm']))
   seconds = time.time() - t0
   if not preds:
-    raise ValueError(f'split {split!r} of {config.data.dataset} is empty')
+    raise ValueError(f'split {split!r} of {dataset} is empty')
   pred = np.concatenate(preds, axis=1)                               # [T, N, P, 3]
   truth = {k: np.concatenate(v) for k, v in truth.items()}
   joints = truth['joints']
   kind = table or default_table(src, metric)
-  result = {'model': model.source, 'dataset': config.data.dataset, 'split': split,
+  result = {'model': model.source, 'dataset': dataset, 'split': split,
             'num_people': int(pred.shape[1]), 'table': kind,
             'views': [{'scale': m, 'flip': f} for m, f in view_list],
             'grid_stride': merge.grid_stride, 'seconds': seconds, 'stages': []}
@@ -148,6 +151,8 @@ def define_flags():
   flags.DEFINE_string('split', None, "Dataset split (default: the config's eval_split).")
   flags.DEFINE_string('dataset', None, "Dataset (default: the model's training config).")
   flags.DEFINE_string('data_dir', None, 'tfds data directory (default: as in the config).')
+  flags.DEFINE_string('manual_dir', None, 'Where the dataset\'s downloaded files are (real '
+                      'datasets are prepared from them on first use).')
   flags.DEFINE_integer('num_examples', -1, 'People to evaluate (-1: the whole split).')
   flags.DEFINE_list('scales', [str(s) for s in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)],
                     'Scale multipliers around the dataset\'s person scale.')
@@ -190,12 +195,15 @@ def main(argv):
   with config.unlocked():
     if fl.dataset:
       config.data.dataset = fl.dataset
+      config.data.eval_dataset = fl.dataset
+    if fl.manual_dir:
+      config.data.manual_dir = fl.manual_dir
     if fl.data_dir:
       config.data.data_dir = fl.data_dir
   split = fl.split or config.data.eval_split
   result, pred, truth, src = run(model, config, split, [float(s) for s in fl.scales], fl.flip,
                                  fl.table, fl.num_examples, fl.batch_size, fl.grid_stride)
-  out = fl.out or os.path.join(fl.model, f'eval_{config.data.dataset}_{split}')
+  out = fl.out or os.path.join(fl.model, f'eval_{result["dataset"]}_{split}')
   write_outputs(result, out)
   if fl.mat_dir:
     write_mat(pred, truth, src, model.parts, fl.mat_dir)

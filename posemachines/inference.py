@@ -72,6 +72,13 @@ def to_image(points, crop_to_image):
   return jnp.concatenate([out, points[..., 2:]], axis=-1)
 
 
+def compose(outer, inner):
+  """The 2x3 affine x -> outer(inner(x)); leading dimensions broadcast."""
+  m = outer[..., :2] @ inner[..., :2]
+  t = outer[..., :2] @ inner[..., 2:] + outer[..., 2:]
+  return jnp.concatenate([m, t], axis=-1)
+
+
 def predict_keypoints(beliefs, stride: int, crop_to_image):
   """Every stage's beliefs [T, B, H, W, C] -> keypoints in image pixels [T, B, P, 3]."""
   return to_image(decode_peaks(beliefs, stride), crop_to_image[None])
@@ -135,6 +142,9 @@ def load_workdir(workdir: str) -> Model:
   """The newest readable checkpoint in ``workdir``, with the config it was trained with."""
   from posemachines import checkpoint, step, train  # the training code, only for workdirs
   config = workdir_config(workdir)
+  where = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(where) or not os.listdir(where):
+    raise FileNotFoundError(f'No checkpoint in {where}')
   mesh = train.make_mesh(jax.devices()[:1])
   model, _, _, abstract, _, _ = train.build(config, mesh, config.get('frozen', ()))
   state, at = checkpoint.restore_latest(checkpoint.manager(workdir, config.keep_checkpoints),
@@ -163,14 +173,17 @@ def views(scales=DEFAULT_SCALES, flip: bool = True):
   return tuple((s, False) for s in scales) + (tuple((s, True) for s in scales) if flip else ())
 
 
-def view_crops(image, center, scale, model: Model, view_list):
+def view_crops(image, center, scale, model: Model, view_list, encoded: bool = False,
+               fast_decode: bool = True):
   """TF: one image -> uint8 crops [V, S, S, 3] and the base view's crop_to_image [2, 3].
 
-  The base view is the person at multiplier 1, unmirrored: the frame the merge grid lives in.
-  Works eagerly and inside tf.data maps.
+  ``image`` is decoded pixels [H, W, 3], or with ``encoded`` the file's bytes, decoded per view as
+  the training pipeline does (only the window a view needs, see data/decode.py). The base view is
+  the person at multiplier 1, unmirrored: the frame the merge grid lives in. Works eagerly and
+  inside tf.data maps.
   """
   import tensorflow as tf
-  from posemachines.data import pipeline
+  from posemachines.data import decode, pipeline
   aug = pipeline.Augment(crop_size=model.crop_size, target_dist=model.target_dist)
   center = tf.cast(center, tf.float32)
   scale = tf.cast(scale, tf.float32)
@@ -178,7 +191,9 @@ def view_crops(image, center, scale, model: Model, view_list):
   for mult, mirrored in view_list:
     fwd = pipeline.image_to_crop(aug, center, scale, mult, 0.0, tf.constant(mirrored),
                                  tf.zeros([2]))
-    crops.append(pipeline.warp_image(image, pipeline.invert_affine(fwd), model.crop_size))
+    inv = pipeline.invert_affine(fwd)
+    crops.append(decode.decode_warp(image, inv, model.crop_size, fast_decode) if encoded
+                 else decode.warp(image, inv, model.crop_size))
   base = pipeline.image_to_crop(aug, center, scale, 1.0, 0.0, tf.constant(False), tf.zeros([2]))
   return tf.stack(crops), pipeline.invert_affine(base)
 
@@ -258,8 +273,7 @@ def predict_fn(model: Model, view_list, grid_stride: float | None = None):
     beliefs = model.forward(crops.reshape((b * v,) + crops.shape[2:]))
     beliefs = beliefs.reshape(beliefs.shape[:1] + (b, v) + beliefs.shape[2:])
     merged = merge(beliefs)
-    grid_points = decode_peaks(merged, 1)
-    crop_points = to_image(grid_points, jnp.asarray(merge.grid_to_crop))
-    return to_image(crop_points, crop_to_image[None]), merged
+    grid_to_image = compose(crop_to_image, jnp.asarray(merge.grid_to_crop))
+    return to_image(decode_peaks(merged, 1), grid_to_image[None]), merged
 
   return fn, merge

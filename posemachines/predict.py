@@ -106,7 +106,8 @@ def person_location(shape, given=None, where: str = ''):
     raise ValueError(f'{where}: a location is {{"center": [x, y], "scale": s}} or '
                      f'{{"box": [x1, y1, x2, y2]}}, got {given!r}') from e
   if len(center) != 2 or not np.isfinite(center).all() or not (np.isfinite(scale) and scale > 0):
-    raise ValueError(f'{where}: bad location {given!r} (centre must be 2 finite numbers, scale > 0)')
+    raise ValueError(f'{where}: bad location {given!r} (centre must be 2 finite numbers, '
+                     'scale > 0)')
   return np.asarray(center, np.float32), scale, 'given'
 
 
@@ -125,10 +126,7 @@ class Predictor:
                                                 self.view_list)
     crop_to_image = crop_to_image.numpy()
     kp, merged = self.fn(crops.numpy()[None], crop_to_image[None])
-    g = self.merge.grid_to_crop
-    grid_to_image = crop_to_image[:, :2] @ g[:, :2]
-    grid_to_image = np.concatenate([grid_to_image, (crop_to_image[:, :2] @ g[:, 2]
-                                                    + crop_to_image[:, 2])[:, None]], axis=1)
+    grid_to_image = np.asarray(inference.compose(crop_to_image, self.merge.grid_to_crop))
     return np.asarray(kp)[:, 0], np.asarray(merged)[:, 0], grid_to_image
 
 

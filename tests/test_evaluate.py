@@ -35,9 +35,12 @@ def test_evaluate_command_writes_tables_curves_and_mat_files(trained_workdir, tm
     assert scored['table']['row'][column] == pytest.approx(final['row'][column])
 
 
-def test_unknown_split_is_refused(trained_workdir):
-  import ml_collections
+def test_unknown_split_is_refused(tfds_dir):
   from posemachines import evaluate, inference
-  model = inference.load(trained_workdir)
+  from tests.conftest import tiny_config
+  config = tiny_config(tfds_dir)
+  model = inference.Model(forward=None, crop_size=48, stride=4, parts='cpm14',
+                          target_dist=config.data.target_dist, config=config.to_dict(),
+                          source='test')
   with pytest.raises(ValueError, match="has no split 'test'"):
-    evaluate.run(model, ml_collections.ConfigDict(model.config), 'test')
+    evaluate.run(model, config, 'test')

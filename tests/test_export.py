@@ -59,8 +59,10 @@ def test_artifact_loads_without_training_code(exported, trained_workdir, tmp_pat
       f'sys.path.insert(0, {exported!r})\n'
       'import artifact\n'
       f'art = artifact.load({exported!r})\n'
-      f'np.save({str(tmp_path / "y.npy")!r}, np.asarray(art.forward(np.load({str(tmp_path / "x.npy")!r}))))\n'
-      'bad = [m for m in ("posemachines", "flax", "optax", "orbax", "tensorflow") if m in sys.modules]\n'
+      'y = art.forward(np.load("x.npy"))\n'
+      'np.save("y.npy", np.asarray(y))\n'
+      'bad = [m for m in ("posemachines", "flax", "optax", "orbax", "tensorflow")\n'
+      '       if m in sys.modules]\n'
       'assert not bad, bad\n')
   env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
   subprocess.run([sys.executable, '-c', script], env=env, cwd=str(tmp_path), check=True,
@@ -91,5 +93,5 @@ def test_bad_model_paths(tmp_path, exported):
   (tmp_path / 'wd').mkdir()  # a workdir whose training never wrote a checkpoint
   with open(os.path.join(exported, artifact.META)) as f:
     (tmp_path / 'wd' / 'config.json').write_text(json.dumps(json.load(f)['config']))
-  with pytest.raises(FileNotFoundError, match='No readable checkpoint'):
+  with pytest.raises(FileNotFoundError, match='No checkpoint in'):
     inference.load(str(tmp_path / 'wd'))
