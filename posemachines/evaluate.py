@@ -173,7 +173,8 @@ def _score_files(fl):
     print(json.dumps(result, indent=2))
     return
   print(metrics.markdown([result['table']], f'{fl.predictions} against {fl.annotations}, '
-                                            f'{result["num_people"]} people'))
+                                            f'{result["num_people"]} people',
+                         header='predictions', rows=[os.path.basename(fl.predictions)]))
   for reason, count in result['left_out'].items():
     print(f'left out: {count} people ({reason})')
 

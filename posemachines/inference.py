@@ -100,8 +100,7 @@ class Model:
   target_dist: float
   config: dict               # the resolved training config
   source: str
-  module: Any = None         # the Flax module and its variables (workdirs only; for export)
-  variables: Any = None
+  variables: Any = None      # the trained variables (workdirs only; export uses them)
 
   @property
   def skeleton(self) -> skeleton.Skeleton:
@@ -150,7 +149,7 @@ def load_workdir(workdir: str) -> Model:
   state, at = checkpoint.restore_latest(checkpoint.manager(workdir, config.keep_checkpoints),
                                         abstract)
   if state is None:
-    raise FileNotFoundError(f'No readable checkpoint in {os.path.join(workdir, "checkpoints")}')
+    raise FileNotFoundError(f'No readable checkpoint in {where}')
   variables = jax.device_get(state.variables)
   crop, sigma = config.data.crop_size, config.targets.center_sigma
 
@@ -160,7 +159,7 @@ def load_workdir(workdir: str) -> Model:
 
   return Model(forward=forward, crop_size=crop, stride=model.stride, parts=config.data.parts,
                target_dist=config.data.target_dist, config=config.to_dict(),
-               source=f'{workdir} (step {at})', module=model, variables=variables)
+               source=f'{workdir} (step {at})', variables=variables)
 
 
 # ---------------------------------------------------------------------------------- views --

@@ -140,13 +140,13 @@ def table(kind: str, dist, annotated, norm, parts):
   return fn(dist, annotated, norm, tuple(parts))
 
 
-def markdown(stage_tables, title: str = '') -> str:
-  """One markdown table, a row per stage (or iteration), values in %."""
+def markdown(stage_tables, title: str = '', header: str = 'stage', rows=None) -> str:
+  """One markdown table, values in %: a row per stage (or iteration), or per ``rows`` name."""
   cols = stage_tables[0]['columns']
   metric = stage_tables[0]['metric']
   lines = [f'**{title}** ({metric}, %)' if title else f'({metric}, %)', '',
-           '| stage | ' + ' | '.join(cols) + ' |', '|---|' + '---|' * len(cols)]
+           f'| {header} | ' + ' | '.join(cols) + ' |', '|---|' + '---|' * len(cols)]
   for t, tab in enumerate(stage_tables):
     vals = ['-' if not np.isfinite(tab['row'][c]) else f'{100 * tab["row"][c]:.1f}' for c in cols]
-    lines.append(f'| {t + 1} | ' + ' | '.join(vals) + ' |')
+    lines.append(f'| {t + 1 if rows is None else rows[t]} | ' + ' | '.join(vals) + ' |')
   return '\n'.join(lines) + '\n'

@@ -122,3 +122,6 @@ def test_markdown_has_a_row_per_stage_in_percent():
   md = metrics.markdown(tabs, 'x')
   lines = md.strip().splitlines()
   assert lines[-2].startswith('| 1 | 0.0 |') and lines[-1].startswith('| 2 | 100.0 |')
+  md = metrics.markdown(tabs[1:], header='predictions', rows=['pred.mat'])
+  assert md.splitlines()[2].startswith('| predictions | Head |')
+  assert md.splitlines()[-1].startswith('| pred.mat | 100.0 |')
