@@ -56,26 +56,37 @@ def prediction_grid(images, predictions, truths, skel, path: str, titles=None):
   plt.close(fig)
 
 
-def stage_panel(image, beliefs, part_names, skel, path: str, stride: int):
-  """Rows: chosen parts; columns: every stage's belief map over the crop (like CPM Fig. 2)."""
+def stage_panel(image, beliefs, part_names, skel, path: str, stride: int = 1, map_extent=None,
+                points=None):
+  """Rows: chosen parts; columns: every stage's belief map over the image (like CPM Figs. 2, 7).
+
+  ``beliefs`` [T, H, W, C]; by default map pixel (i, j) is centred on image pixel
+  (j * stride + (stride - 1) / 2, ...); ``map_extent`` (left, right, bottom, top) overrides that.
+  ``points`` [T, P, >=2], optional: each stage's decoded parts, marked with a cross.
+  """
   beliefs = np.asarray(beliefs)  # [T, H, W, C]
   num_stages = beliefs.shape[0]
-  size = image.shape[0]
+  height, width = image.shape[:2]
   fig, axes = plt.subplots(len(part_names), num_stages, squeeze=False,
-                           figsize=(2.2 * num_stages, 2.2 * len(part_names)))
-  extent = (-0.5, beliefs.shape[2] * stride - 0.5, beliefs.shape[1] * stride - 0.5, -0.5)
+                           figsize=(2.2 * num_stages * max(width / height, 0.5),
+                                    2.2 * len(part_names)))
+  extent = map_extent or (-0.5, beliefs.shape[2] * stride - 0.5, beliefs.shape[1] * stride - 0.5,
+                          -0.5)
   for r, name in enumerate(part_names):
     p = skel.index(name)
     for t in range(num_stages):
       ax = axes[r, t]
-      ax.imshow(image, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+      ax.imshow(image, extent=(-0.5, width - 0.5, height - 0.5, -0.5))
       b = np.clip(beliefs[t, :, :, p], 0, 1)
       overlay = plt.get_cmap('inferno')(b)
       overlay[..., 3] = 0.85 * b / max(float(b.max()), 1e-6)  # opaque where the belief is high
       ax.imshow(overlay, extent=extent, interpolation='bilinear')
-      ax.text(1, size * 0.06, f'max {float(b.max()):.2f}', color='white', fontsize=7)
-      ax.set_xlim(-0.5, size - 0.5)
-      ax.set_ylim(size - 0.5, -0.5)
+      if points is not None:
+        ax.plot(points[t][p][0], points[t][p][1], 'c+', ms=8, mew=1.5)
+      ax.text(0.02, 0.96, f'max {float(b.max()):.2f}', color='white', fontsize=7,
+              transform=ax.transAxes, va='top')
+      ax.set_xlim(-0.5, width - 0.5)
+      ax.set_ylim(height - 0.5, -0.5)
       ax.set_xticks([])
       ax.set_yticks([])
       if r == 0:
@@ -111,3 +122,38 @@ def training_pictures(config, model, variables, workdir: str, parts=('r_wrist', 
     stage_panel(batch['image'][i], beliefs[:, i], parts, skel, path, model.stride)
     paths.append(path)
   return [os.path.join(out, 'predictions.png')] + paths
+
+
+def pck_curves(stage_tables, path: str, title: str = ''):
+  """PCK curves in the papers' style: detection rate against normalised distance, one panel per
+  part group (and the mean), one line per stage; the legend gives each stage's headline value."""
+  curves = stage_tables[0]['curves']
+  names = [k for k in curves if k != 'thresholds']
+  names = (['Mean'] if 'Mean' in names else []) + [k for k in names if k != 'Mean']
+  cols = min(len(names), 4)
+  rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.9 * rows), squeeze=False)
+  colours = plt.get_cmap('viridis')(np.linspace(0.0, 0.85, len(stage_tables)))
+  x = np.asarray(curves['thresholds'])
+  metric = stage_tables[0]['metric'].split('@')[0]
+  for ax, name in zip(axes.flat, names):
+    for t, tab in enumerate(stage_tables):
+      y = 100 * np.asarray(tab['curves'][name], np.float64)
+      at = tab['row'].get(name, np.nan)
+      ax.plot(x, y, color=colours[t], lw=1.6,
+              label=f'stage {t + 1} ({100 * at:.1f})' if np.isfinite(at) else f'stage {t + 1}')
+    ax.set_title(name, fontsize=10)
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel(f'normalised distance ({metric})', fontsize=8)
+    ax.set_ylabel('detection rate, %', fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, loc='best')
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis('off')
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

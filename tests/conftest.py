@@ -36,3 +36,12 @@ def tfds_dir(tmp_path_factory):
   from posemachines.data import registry
   registry.get_builder(tiny_config(d))
   return d
+
+
+@pytest.fixture(scope='session')
+def trained_workdir(tfds_dir, tmp_path_factory):
+  """A workdir holding the tiny CPM trained for 4 steps: checkpoints and config.json."""
+  from posemachines import train
+  d = str(tmp_path_factory.mktemp('trained'))
+  train.train_and_evaluate(tiny_config(tfds_dir), d)
+  return d

@@ -1,0 +1,278 @@
+"""Inference: a trained model from a workdir or an exported artifact, person-centred views of an
+image at several scales and flipped, their belief maps merged in image space, and decoding.
+
+Test-time procedure (as the CPM release): the image is warped so that the person (centre and
+scale, MPII's person height / 200 px) fills the crop as in training, at several scale multipliers
+(default 0.7, 0.8, ..., 1.3) and, optionally, mirrored. The belief maps of every view are
+resampled (separable cubic interpolation) onto one grid fixed in the image, the mirrored views'
+left and right parts swapped back, and averaged; each part is then the maximum of the merged map,
+refined below a grid pixel, in image pixels. Outside a view's crop its parts count as 0 and its
+background as 1.
+
+Decoding conventions (see targets.py): belief-map pixel (i, j) is centred on crop pixel
+(j * s + (s - 1) / 2, i * s + (s - 1) / 2) for stride s.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from posemachines import skeleton
+
+DEFAULT_SCALES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
+
+
+# ------------------------------------------------------------------------------- decoding --
+
+def _refine(left, centre, right):
+  denom = left - 2.0 * centre + right
+  off = jnp.where(denom < 0, 0.5 * (left - right) / jnp.where(denom < 0, denom, -1.0), 0.0)
+  return jnp.clip(off, -0.5, 0.5)
+
+
+def decode_peaks(beliefs, stride: int):
+  """beliefs [..., H, W, C] (parts first, background last ignored) -> [..., P, 3] (x, y, score).
+
+  Each part's maximum, refined below the map's stride by a parabola through the log of the maximum
+  and its two neighbours along each axis (exact for a Gaussian peak), in input (crop) pixels.
+  """
+  maps = beliefs[..., :-1]
+  h, w, p = maps.shape[-3:]
+  flat = maps.reshape(maps.shape[:-3] + (h * w, p))
+  best = jnp.argmax(flat, axis=-2)                       # [..., P]
+  score = jnp.max(flat, axis=-2)
+  iy, ix = best // w, best % w
+
+  def at(dy, dx):
+    y = jnp.clip(iy + dy, 0, h - 1)
+    x = jnp.clip(ix + dx, 0, w - 1)
+    return jnp.take_along_axis(flat, (y * w + x)[..., None, :], axis=-2)[..., 0, :]
+
+  at_log = lambda dy, dx: jnp.log(jnp.maximum(at(dy, dx), 1e-6))
+  c = at_log(0, 0)
+  ox = jnp.where((ix > 0) & (ix < w - 1), _refine(at_log(0, -1), c, at_log(0, 1)), 0.0)
+  oy = jnp.where((iy > 0) & (iy < h - 1), _refine(at_log(-1, 0), c, at_log(1, 0)), 0.0)
+  xs = (ix + ox) * stride + (stride - 1) / 2
+  ys = (iy + oy) * stride + (stride - 1) / 2
+  return jnp.stack([xs, ys, score], axis=-1)
+
+
+def to_image(points, crop_to_image):
+  """[..., P, >=2] crop coordinates -> image coordinates with [..., 2, 3] affines."""
+  xy = points[..., :2]
+  m, t = crop_to_image[..., None, :, :2], crop_to_image[..., None, :, 2]
+  out = jnp.einsum('...ij,...j->...i', m, xy) + t
+  return jnp.concatenate([out, points[..., 2:]], axis=-1)
+
+
+def compose(outer, inner):
+  """The 2x3 affine x -> outer(inner(x)); leading dimensions broadcast."""
+  m = outer[..., :2] @ inner[..., :2]
+  t = outer[..., :2] @ inner[..., 2:] + outer[..., 2:]
+  return jnp.concatenate([m, t], axis=-1)
+
+
+def predict_keypoints(beliefs, stride: int, crop_to_image):
+  """Every stage's beliefs [T, B, H, W, C] -> keypoints in image pixels [T, B, P, 3]."""
+  return to_image(decode_peaks(beliefs, stride), crop_to_image[None])
+
+
+# --------------------------------------------------------------------------------- models --
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A trained pose model ready for inference.
+
+  ``forward`` maps uint8 person-centred crops [B, S, S, 3] to every stage's belief maps
+  [T, B, ceil(S / stride), ceil(S / stride), P + 1]; it is traceable (use it inside jax.jit).
+  """
+  forward: Callable[[Any], Any]
+  crop_size: int
+  stride: int
+  parts: str                 # skeleton name of the model's part order
+  target_dist: float
+  config: dict               # the resolved training config
+  source: str
+  variables: Any = None      # the trained variables (workdirs only; export uses them)
+
+  @property
+  def skeleton(self) -> skeleton.Skeleton:
+    return skeleton.get(self.parts)
+
+
+def is_artifact(path: str) -> bool:
+  from posemachines import artifact
+  return os.path.isfile(os.path.join(path, artifact.META))
+
+
+def load(path: str) -> Model:
+  """A model from an exported artifact directory or a training workdir (newest checkpoint)."""
+  if is_artifact(path):
+    return load_artifact(path)
+  if os.path.isfile(os.path.join(path, 'config.json')):
+    return load_workdir(path)
+  raise FileNotFoundError(f'{path} is neither an exported artifact (no artifact.json) nor a '
+                          'training workdir (no config.json)')
+
+
+def load_artifact(path: str) -> Model:
+  from posemachines import artifact
+  art = artifact.load(path)
+  meta = art.meta
+  return Model(forward=art.forward, crop_size=meta['input_size'], stride=meta['stride'],
+               parts=meta['skeleton']['name'], target_dist=meta['target_dist'],
+               config=meta['config'], source=path)
+
+
+def workdir_config(workdir: str):
+  import ml_collections
+  with open(os.path.join(workdir, 'config.json')) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_workdir(workdir: str) -> Model:
+  """The newest readable checkpoint in ``workdir``, with the config it was trained with."""
+  from posemachines import checkpoint, step, train  # the training code, only for workdirs
+  config = workdir_config(workdir)
+  where = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(where) or not os.listdir(where):
+    raise FileNotFoundError(f'No checkpoint in {where}')
+  mesh = train.make_mesh(jax.devices()[:1])
+  model, _, _, abstract, _, _ = train.build(config, mesh, config.get('frozen', ()))
+  state, at = checkpoint.restore_latest(checkpoint.manager(workdir, config.keep_checkpoints),
+                                        abstract)
+  if state is None:
+    raise FileNotFoundError(f'No readable checkpoint in {where}')
+  variables = jax.device_get(state.variables)
+  crop, sigma = config.data.crop_size, config.targets.center_sigma
+
+  def forward(crops, variables=variables):
+    x, c = step.model_inputs(crops, crop, sigma)
+    return model.apply(variables, x, c, train=False)
+
+  return Model(forward=forward, crop_size=crop, stride=model.stride, parts=config.data.parts,
+               target_dist=config.data.target_dist, config=config.to_dict(),
+               source=f'{workdir} (step {at})', variables=variables)
+
+
+# ---------------------------------------------------------------------------------- views --
+
+def views(scales=DEFAULT_SCALES, flip: bool = True):
+  """The test-time views: (scale multiplier, mirrored) pairs, unmirrored first."""
+  scales = tuple(float(s) for s in scales)
+  if not scales or min(scales) <= 0:
+    raise ValueError(f'scales must be positive, got {scales}')
+  return tuple((s, False) for s in scales) + (tuple((s, True) for s in scales) if flip else ())
+
+
+def view_crops(image, center, scale, model: Model, view_list, encoded: bool = False,
+               fast_decode: bool = True):
+  """TF: one image -> uint8 crops [V, S, S, 3] and the base view's crop_to_image [2, 3].
+
+  ``image`` is decoded pixels [H, W, 3], or with ``encoded`` the file's bytes, decoded per view as
+  the training pipeline does (only the window a view needs, see data/decode.py). The base view is
+  the person at multiplier 1, unmirrored: the frame the merge grid lives in. Works eagerly and
+  inside tf.data maps.
+  """
+  import tensorflow as tf
+  from posemachines.data import decode, pipeline
+  aug = pipeline.Augment(crop_size=model.crop_size, target_dist=model.target_dist)
+  center = tf.cast(center, tf.float32)
+  scale = tf.cast(scale, tf.float32)
+  crops = []
+  for mult, mirrored in view_list:
+    fwd = pipeline.image_to_crop(aug, center, scale, mult, 0.0, tf.constant(mirrored),
+                                 tf.zeros([2]))
+    inv = pipeline.invert_affine(fwd)
+    crops.append(decode.decode_warp(image, inv, model.crop_size, fast_decode) if encoded
+                 else decode.warp(image, inv, model.crop_size))
+  base = pipeline.image_to_crop(aug, center, scale, 1.0, 0.0, tf.constant(False), tf.zeros([2]))
+  return tf.stack(crops), pipeline.invert_affine(base)
+
+
+def _cubic(d):
+  """Keys' cubic convolution kernel (a = -0.5, as bicubic image resizing)."""
+  d = np.abs(d)
+  return np.where(d <= 1, 1.5 * d ** 3 - 2.5 * d ** 2 + 1,
+                  np.where(d < 2, -0.5 * d ** 3 + 2.5 * d ** 2 - 4 * d + 2, 0.0))
+
+
+def _axis_weights(grid_crop, mult, mirrored, crop_size, stride, map_size):
+  """[G, map_size] weights resampling one view's maps at base-crop coordinates ``grid_crop``."""
+  half = (crop_size - 1) / 2.0
+  view = half + (-1.0 if mirrored else 1.0) * mult * (grid_crop - half)
+  u = (view - (stride - 1) / 2.0) / stride                   # map coordinate
+  w = np.zeros((len(u), map_size))
+  base = np.floor(u).astype(int)
+  rows = np.arange(len(u))
+  for k in range(-1, 3):
+    np.add.at(w, (rows, np.clip(base + k, 0, map_size - 1)), _cubic(u - (base + k)))
+  inside = (u >= -0.5) & (u <= map_size - 0.5)
+  return w * inside[:, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Merge:
+  """Resampling of every view's belief maps onto one grid fixed in the image.
+
+  Grid pixel k lies at base-crop coordinate ``k * grid_stride + offset`` along each axis; the grid
+  covers the largest view (the smallest multiplier).
+  """
+  wy: np.ndarray            # [V, G, h]
+  wx: np.ndarray            # [V, G, w]
+  perm: np.ndarray          # [V, C] channel order per view (mirrored views swap left and right)
+  grid_stride: float
+  offset: float
+
+  @property
+  def grid_to_crop(self) -> np.ndarray:
+    return np.array([[self.grid_stride, 0, self.offset], [0, self.grid_stride, self.offset]],
+                    np.float32)
+
+  def __call__(self, beliefs):
+    """beliefs [T, B, V, h, w, C] -> merged [T, B, G, G, C] (mean over views)."""
+    beliefs = jnp.take_along_axis(beliefs, jnp.asarray(self.perm)[None, None, :, None, None, :],
+                                  axis=-1)
+    fill = jnp.zeros(beliefs.shape[-1]).at[-1].set(1.0)     # parts 0, background 1 outside
+    merged = jnp.einsum('vgh,tbvhwc,vkw->tbgkc', self.wy, beliefs - fill, self.wx)
+    return merged / self.wy.shape[0] + fill
+
+
+def make_merge(model: Model, view_list, map_size: int, grid_stride: float | None = None) -> Merge:
+  stride, crop = model.stride, model.crop_size
+  gs = float(grid_stride or max(1, stride // 2))
+  size = int(math.ceil(crop / min(m for m, _ in view_list) / gs))
+  offset = (crop - 1) / 2.0 - (size - 1) / 2.0 * gs
+  grid = np.arange(size) * gs + offset
+  flip = np.append(model.skeleton.flip_permutation, model.skeleton.num_parts)
+  same = np.arange(len(flip))
+  wy = np.stack([_axis_weights(grid, m, False, crop, stride, map_size) for m, _ in view_list])
+  wx = np.stack([_axis_weights(grid, m, f, crop, stride, map_size) for m, f in view_list])
+  perm = np.stack([flip if f else same for _, f in view_list])
+  return Merge(wy.astype(np.float32), wx.astype(np.float32), perm, gs, offset)
+
+
+def predict_fn(model: Model, view_list, grid_stride: float | None = None):
+  """A jitted function: (crops [B, V, S, S, 3], base crop_to_image [B, 2, 3]) ->
+  (keypoints in image pixels with scores [T, B, P, 3], merged maps [T, B, G, G, C]), and the Merge.
+  """
+  map_size = int(math.ceil(model.crop_size / model.stride))
+  merge = make_merge(model, view_list, map_size, grid_stride)
+
+  @jax.jit
+  def fn(crops, crop_to_image):
+    b, v = crops.shape[:2]
+    beliefs = model.forward(crops.reshape((b * v,) + crops.shape[2:]))
+    beliefs = beliefs.reshape(beliefs.shape[:1] + (b, v) + beliefs.shape[2:])
+    merged = merge(beliefs)
+    grid_to_image = compose(crop_to_image, jnp.asarray(merge.grid_to_crop))
+    return to_image(decode_peaks(merged, 1), grid_to_image[None]), merged
+
+  return fn, merge
