@@ -1,10 +1,10 @@
 """Config defaults. Experiment files under experiments/ start from these and change a few fields.
 
 A config is an ml_collections.ConfigDict with sections:
-  model      architecture (see posemachines/models/cpm.py for the CPM fields)
+  model      architecture (see posemachines/models/cpm.py and recurrent.py for their fields)
   data       dataset, splits, crop size and augmentation
   targets    belief-map and center-map widths (in input pixels)
-  loss       intermediate supervision, per-stage weights
+  loss       intermediate supervision, per-stage weights (the recurrent model: occlusion mode)
   optim      optax optimizer, schedule and per-layer learning-rate multipliers
   + training-loop fields (steps, batch size, logging, checkpointing, evaluation)
 """
@@ -82,5 +82,57 @@ def cpm_small() -> ml_collections.ConfigDict:
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 250
   c.num_eval_examples = -1
+  c.eval_batch_size = 50
+  return c
+
+
+def recurrent_paper() -> ml_collections.ConfigDict:
+  """The recurrent pose model (Belagiannis and Zisserman 2017): 248x248 input, 62x62 heatmaps,
+  2 iterations, keypoint and body-part heatmaps, SGD momentum 0.95, batch 20, lr 1e-5 -> 1e-6.
+
+  The paper gives no channel widths; these give 10.9M parameters with 16 keypoints and 15 limbs,
+  about a third of the 6-stage CPM (31.2M), as the paper says of its model.
+  """
+  c = cpm_release()
+  c.model = ml_collections.ConfigDict(dict(
+      name='recurrent', num_iterations=2, limb_heatmaps=True,
+      kernels=(3, 3, 3, 9, 1, 9, 1),               # layers 1-7: 3x3 first, then large and 1x1
+      widths=(64, 128, 128, 256, 128, 192, 128),
+      pools=(True, True, False, False, False, False, False),   # 2x2 max-pools: stride 4
+      batch_norm=True, output_relu=True, weight_init='he', scan=True))
+  c.data.update(dict(crop_size=248, max_shift=40.0 * 248 / 368, max_others=0))
+  c.targets = ml_collections.ConfigDict(dict(
+      keypoint_sigma=1.3,            # output-map pixels
+      peak=12.0,                     # heatmaps are scaled so that their mode is about 12
+      limb_along=0.15, limb_across=0.1,   # limb Gaussian sigmas as fractions of its length
+      foreground=0.1,                # foreground: target above this fraction of the peak
+      center_sigma=21.0 * 248 / 368))  # unused by the model; the shared input code builds it
+  c.loss = ml_collections.ConfigDict(dict(
+      intermediate_supervision=True,  # auxiliary losses after the feed-forward module and
+      occlusion='include'))           # every iteration; occluded parts: include/exclude/ignore
+  c.optim.update(dict(name='sgd', learning_rate=1e-5, momentum=0.95, weight_decay=5e-4,
+                      schedule='step', decay_factor=0.1, decay_every=25_000, warmup_steps=0,
+                      stage1_lr_mult=1.0, bias_lr_mult=1.0))
+  c.batch_size = 20
+  c.num_train_steps = 50_000         # about 40 epochs of MPII's training people at batch 20
+  c.eval_batch_size = 20
+  return c
+
+
+def recurrent_small() -> ml_collections.ConfigDict:
+  """A small recurrent model on the built-in synthetic people that trains in minutes on a CPU."""
+  c = recurrent_paper()
+  c.model.update(dict(kernels=(3, 3, 3, 7, 1, 7, 1), widths=(16, 32, 32, 64, 32, 64, 32)))
+  c.data.update(dict(dataset='synthetic_people', crop_size=96, max_shift=10.0, cache=True,
+                     max_others=0))
+  c.targets.center_sigma = 21.0 * 96 / 368
+  # Adam as for the small CPM: plain SGD at the paper's rate would need far more steps.
+  c.optim.update(dict(name='adam', learning_rate=3e-3, schedule='cosine', warmup_steps=100,
+                      weight_decay=0.0))
+  c.batch_size = 16
+  c.num_train_steps = 1500
+  c.log_every_steps = 20
+  c.eval_every_steps = 500
+  c.checkpoint_every_steps = 250
   c.eval_batch_size = 50
   return c

@@ -110,7 +110,9 @@ def training_pictures(config, model, variables, workdir: str, parts=('r_wrist', 
     cfg.eval_batch_size = config.num_pictures
   batch = next(iter(pipeline.as_numpy(pipeline.eval_dataset(cfg, num_examples=config.num_pictures))))
   x, c = step.model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
-  beliefs = np.asarray(jax.jit(lambda p, x, c: model.apply(p, x, c))(variables, x, c))
+  beliefs = np.asarray(jax.jit(lambda p, x, c: step.part_beliefs(model, model.apply(p, x, c)))(
+      variables, x, c))
+  beliefs = beliefs / config.targets.get('peak', 1.0)  # the recurrent model's heatmaps peak at 12
   pred = np.asarray(evaluate.decode_peaks(beliefs[-1], model.stride))
   skel = skeleton.get(config.data.parts)
   prediction_grid(batch['image'], pred, batch['keypoints'], skel,

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from posemachines import evaluate, losses, targets
+from posemachines import evaluate, losses, skeleton, targets
 
 
 @flax.struct.dataclass
@@ -64,6 +64,42 @@ def stage_weights(config, num_stages: int):
   return jnp.zeros(num_stages).at[-1].set(1.0)
 
 
+def cpm_objective(config, model, beliefs, batch):
+  """Per-stage losses [T] of the CPM: the Euclidean loss against the ideal belief maps."""
+  num_stages, _, map_size = beliefs.shape[:3]
+  return losses.stage_losses(beliefs, stage_targets(config, batch, num_stages, map_size,
+                                                    model.stride))
+
+
+def heatmap_targets(config, model, batch, height: int, width: int):
+  """The recurrent model's targets and loss weights [B, H, W, P (+ L)]: keypoint heatmaps, then
+  limb heatmaps when the model predicts them, with the configured occlusion mode. A limb counts
+  as occluded when either of its ends is."""
+  t = config.targets
+  kp = batch['keypoints']
+  maps = targets.keypoint_heatmaps(kp, height, width, model.stride, t.keypoint_sigma, t.peak)
+  occluded = (kp[..., 2] > 0) & (batch['visible'] <= 0)
+  if model.num_limbs:
+    limbs = skeleton.get(config.data.parts).limb_indices
+    limb_maps = t.peak * targets.limb_heatmaps(kp, limbs, height, width, model.stride,
+                                               t.limb_along, t.limb_across)
+    maps = jnp.concatenate([maps, limb_maps], axis=-1)
+    occluded = jnp.concatenate([occluded, jnp.logical_or(*targets.limb_ends(occluded, limbs,
+                                                                             axis=-1))], -1)
+  return losses.occlusion_targets(maps, occluded, config.loss.occlusion,
+                                  t.foreground * t.peak)
+
+
+def recurrent_objective(config, model, outputs, batch):
+  """Per-iteration losses [1 + iterations] of the recurrent model: the weighted Euclidean loss
+  after the feed-forward module and after every iteration."""
+  tgt, weights = heatmap_targets(config, model, batch, *outputs.shape[2:4])
+  return losses.stage_losses(outputs, tgt, weights)
+
+
+OBJECTIVES = {'cpm': cpm_objective, 'recurrent': recurrent_objective}
+
+
 def loss_fn(params, model_state, batch, rng, *, model, config, train: bool = True):
   """(total loss, (per-stage losses, updated model_state))."""
   x, c = model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
@@ -71,10 +107,8 @@ def loss_fn(params, model_state, batch, rng, *, model, config, train: bool = Tru
   out = model.apply({'params': params, **model_state}, x, c, train=train,
                     rngs={'dropout': rng}, mutable=mutable)
   beliefs, model_state = out if mutable else (out, model_state)
-  num_stages, _, map_size = beliefs.shape[:3]
-  tgt = stage_targets(config, batch, num_stages, map_size, model.stride)
-  per_stage = losses.stage_losses(beliefs, tgt)
-  total = losses.total_loss(per_stage, stage_weights=stage_weights(config, num_stages))
+  per_stage = OBJECTIVES[config.model.name](config, model, beliefs, batch)
+  total = losses.total_loss(per_stage, stage_weights=stage_weights(config, beliefs.shape[0]))
   return total, (per_stage, dict(model_state))
 
 
@@ -96,10 +130,21 @@ def train_step(state: TrainState, batch, rng, *, model, tx, config):
   return new, metrics
 
 
+def part_beliefs(model, outputs):
+  """A model's outputs as evaluate.decode_peaks reads them: P part maps, then a last channel it
+  ignores. The CPM's beliefs (background last) as they are; the recurrent model's keypoint
+  heatmaps (its limb heatmaps dropped) and a zero channel."""
+  if not hasattr(model, 'keypoint_maps'):
+    return outputs
+  maps = model.keypoint_maps(outputs)
+  return jnp.concatenate([maps, jnp.zeros_like(maps[..., :1])], axis=-1)
+
+
 def eval_step(variables, batch, *, model, config):
-  """Per-stage keypoints in image pixels and their distances to the ground truth."""
+  """Per-stage keypoints in image pixels (x, y, the map's maximum) and their distances to the
+  ground truth."""
   x, c = model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
-  beliefs = model.apply(variables, x, c, train=False)
+  beliefs = part_beliefs(model, model.apply(variables, x, c, train=False))
   pred = evaluate.predict_keypoints(beliefs, model.stride, batch['crop_to_image'])
   dist = jnp.linalg.norm(pred[..., :2] - batch['joints'][None, ..., :2], axis=-1)
   return {'pred': pred, 'dist': dist, 'annotated': batch['joints'][..., 2], 'norm': batch['norm'],

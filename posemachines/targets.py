@@ -1,5 +1,8 @@
 """Training targets, built on the device from keypoints inside the jitted step.
 
+The CPM's belief maps (a Gaussian per part, then background) and center map; the recurrent model's
+keypoint and body-part (limb) heatmaps and its foreground/background loss weights.
+
 Conventions: keypoints are [..., P, 3] arrays of (x, y, annotated) in input (crop) pixels, pixel
 centres at integer coordinates. A belief map of stride s has its pixel (i, j) centred on input pixel
 (j * s + (s - 1) / 2, i * s + (s - 1) / 2), as in the released CPM data layer.
@@ -50,3 +53,55 @@ def center_map(center, height: int, width: int, sigma: float):
   d2 = ((xs[None, :] - center[..., 0, None, None]) ** 2
         + (ys[:, None] - center[..., 1, None, None]) ** 2)
   return jnp.exp(-d2 / (2.0 * sigma ** 2))[..., None]
+
+
+def keypoint_heatmaps(keypoints, height: int, width: int, stride: int, sigma: float, peak: float):
+  """The recurrent model's keypoint heatmaps [..., H, W, P]: Gaussians of ``sigma`` output-map
+  pixels (the paper: 1.3), scaled so that the mode is ``peak`` (the paper: about 12)."""
+  return peak * gaussian_peaks(keypoints, height, width, stride, sigma * stride)
+
+
+def limb_ends(values, limbs, axis: int = -2):
+  """Per-part values (part axis ``axis``) -> the values at both ends of every limb ([L, 2]
+  part indices): two arrays with L in place of P."""
+  limbs = jnp.asarray(limbs, jnp.int32).reshape(-1, 2)
+  return jnp.take(values, limbs[:, 0], axis=axis), jnp.take(values, limbs[:, 1], axis=axis)
+
+
+def limb_heatmaps(keypoints, limbs, height: int, width: int, stride: int, along: float = 0.15,
+                  across: float = 0.1, min_sigma: float = 0.5):
+  """Body-part heatmaps [..., H, W, L] with mode 1: an anisotropic Gaussian at the midpoint of
+  each limb (pairs of part indices, [L, 2]) whose sigma is ``along`` x the limb's length along it
+  and ``across`` x its length across it (floored at ``min_sigma`` output-map pixels, so a
+  foreshortened limb still gets a blob). Limbs with an unannotated end get no Gaussian."""
+  a, b = limb_ends(keypoints, limbs)                                   # [..., L, 3]
+  valid = (a[..., 2] > 0) & (b[..., 2] > 0)
+  valid &= jnp.isfinite(a[..., :2]).all(-1) & jnp.isfinite(b[..., :2]).all(-1)
+  a, b = jnp.where(valid[..., None], a, 0.0), jnp.where(valid[..., None], b, 0.0)
+  mid = (a[..., :2] + b[..., :2]) / 2
+  d = b[..., :2] - a[..., :2]
+  length = jnp.linalg.norm(d, axis=-1)
+  unit = jnp.where(length[..., None] > 0, d / jnp.maximum(length, 1e-12)[..., None],
+                   jnp.array([1.0, 0.0]))
+  floor = min_sigma * stride
+  s_along = jnp.maximum(along * length, floor)[..., None, None, :]
+  s_across = jnp.maximum(across * length, floor)[..., None, None, :]
+  dx = map_coordinates(width, stride)[None, :, None] - mid[..., 0][..., None, None, :]
+  dy = map_coordinates(height, stride)[:, None, None] - mid[..., 1][..., None, None, :]
+  ux, uy = unit[..., 0][..., None, None, :], unit[..., 1][..., None, None, :]
+  u = dx * ux + dy * uy                                                # along the limb
+  v = dy * ux - dx * uy                                                # across it
+  maps = jnp.exp(-0.5 * ((u / s_along) ** 2 + (v / s_across) ** 2))
+  return jnp.where(valid[..., None, None, :], maps, 0.0)
+
+
+def balanced_weights(foreground, keep=None):
+  """Per-pixel loss weights [..., H, W, C] that make each map's foreground and background
+  contribute equally: background pixels weigh 1, foreground pixels n_background / n_foreground.
+  Pixels outside ``keep`` weigh 0 and are counted in neither."""
+  keep = jnp.ones_like(foreground) if keep is None else keep
+  fg, bg = foreground & keep, ~foreground & keep
+  n_fg = fg.sum(axis=(-3, -2), keepdims=True)
+  n_bg = bg.sum(axis=(-3, -2), keepdims=True)
+  w_fg = n_bg / jnp.maximum(n_fg, 1)
+  return jnp.where(fg, w_fg, jnp.where(bg, 1.0, 0.0)).astype(jnp.float32)

@@ -21,7 +21,8 @@ import numpy as np
 import tqdm
 from ml_collections import config_flags
 
-from posemachines import checkpoint, distributed, evaluate, models, optim, skeleton
+from posemachines import (checkpoint, distributed, evaluate, models, optim, skeleton,
+                          visibility)
 from posemachines.step import TrainState, eval_step, split_variables, train_step
 from posemachines import metrics_writer
 from posemachines.data import pipeline, registry
@@ -93,14 +94,19 @@ def build(config, mesh, frozen=()):
 
 
 def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_predictions=False):
-  """PCKh (or PCK) @0.5 of every stage over the eval split, gathered from every process."""
+  """PCKh (or PCK) @0.5 of every stage over the eval split, gathered from every process.
+
+  Where the split labels visibility (both visible and occluded annotated parts), every stage
+  also gets ``visibility_ap``: the AP of its heatmap maxima at telling visible parts from
+  occluded ones (posemachines/visibility.py).
+  """
   n = config.num_eval_examples if num_examples is None else num_examples
   if config.eval_batch_size % mesh.devices.size:  # round up to a multiple of the devices
     config = config.copy_and_resolve_references()
     with config.unlocked():
       config.eval_batch_size = -(-config.eval_batch_size // mesh.devices.size) * mesh.devices.size
   ds = pipeline.eval_dataset(config, jax.process_index(), jax.process_count(), n)
-  dists, ann, norms, preds, indices = [], [], [], [], []
+  dists, ann, norms, preds, indices, scores, vis = [], [], [], [], [], [], []
   for batch in pipeline.as_numpy(ds):
     out = jax.device_get(eval_fn(variables, shard_batch(batch, mesh)))
     keep = out['index'] >= 0
@@ -108,24 +114,37 @@ def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_pre
     ann.append(out['annotated'][keep])
     norms.append(out['norm'][keep])
     indices.append(out['index'][keep])
+    scores.append(out['pred'][:, keep][..., 2])
+    vis.append(out['visible'][keep])
     if keep_predictions:
       preds.append(out['pred'][:, keep])
   dist = np.concatenate(dists, axis=1)
   annotated, norm = np.concatenate(ann), np.concatenate(norms)
+  score, visible = np.concatenate(scores, axis=1), np.concatenate(vis)
+  with_visibility = visibility.has_labels(visible, annotated)
   parts = skeleton.get(config.data.parts).parts
   result = {'num_people': int(dist.shape[1]), 'stages': []}
   for t in range(dist.shape[0]):
     per_part, total = evaluate.pck(dist[t], annotated, norm, 0.5)
     result['stages'].append({'stage': t + 1, 'pck@0.5': total,
                              'per_part': dict(zip(parts, map(float, per_part)))})
+    if with_visibility:
+      result['stages'][-1]['visibility_ap'] = visibility.visibility_ap(score[t], visible,
+                                                                       annotated)['ap']
+  if with_visibility:
+    result['visibility'] = visibility.visibility_ap(score[-1], visible, annotated)
   if keep_predictions:
     result['predictions'] = np.concatenate(preds, axis=1)
     result['index'] = np.concatenate(indices)
+    result['visible'], result['annotated'] = visible, annotated
   return result
 
 
 def _format_eval(result):
-  return ' '.join(f's{s["stage"]}={100 * s["pck@0.5"]:.1f}' for s in result['stages'])
+  text = ' '.join(f's{s["stage"]}={100 * s["pck@0.5"]:.1f}' for s in result['stages'])
+  if 'visibility' in result:
+    text += f'; visibility AP {100 * result["visibility"]["ap"]:.1f}'
+  return text
 
 
 def _prepare_datasets(config):
@@ -211,8 +230,8 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop):
       return state, None
     if done % config.eval_every_steps == 0 or done == config.num_train_steps:
       result = run_evaluation(config, state.variables, eval_fn, mesh)
-      writer.write(done, {f'eval/pck@0.5/stage{s["stage"]}': s['pck@0.5']
-                          for s in result['stages']})
+      writer.write(done, {f'eval/{k}/stage{s["stage"]}': s[k] for s in result['stages']
+                          for k in ('pck@0.5', 'visibility_ap') if k in s})
       if is_main:
         bar.write(f'step {done}: PCK@0.5 per stage {_format_eval(result)}')
       t0, seen = time.time(), 0

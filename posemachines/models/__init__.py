@@ -2,11 +2,22 @@
 
 from posemachines import skeleton
 
+MODELS = ('cpm', 'recurrent')
+
 
 def build(config):
-  """The model named by ``config.model.name``, with P+1 outputs for ``config.data.parts``."""
-  num_outputs = skeleton.get(config.data.parts).num_parts + 1
+  """The model named by ``config.model.name`` for the part set ``config.data.parts``.
+
+  The CPM predicts P parts + background; the recurrent model P keypoints, then one body-part
+  (limb) heatmap per limb of the skeleton when ``config.model.limb_heatmaps`` is set.
+  """
+  skel = skeleton.get(config.data.parts)
   if config.model.name == 'cpm':
     from posemachines.models import cpm
-    return cpm.from_config(config.model, num_outputs)
-  raise ValueError(f'Unknown model {config.model.name!r} (config.model.name); known: cpm')
+    return cpm.from_config(config.model, skel.num_parts + 1)
+  if config.model.name == 'recurrent':
+    from posemachines.models import recurrent
+    num_limbs = len(skel.limbs) if config.model.get('limb_heatmaps', False) else 0
+    return recurrent.from_config(config.model, skel.num_parts, num_limbs)
+  raise ValueError(f'Unknown model {config.model.name!r} (config.model.name); '
+                   f'known: {", ".join(MODELS)}')
