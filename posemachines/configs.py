@@ -99,7 +99,7 @@ def recurrent_paper() -> ml_collections.ConfigDict:
       kernels=(3, 3, 3, 9, 1, 9, 1),               # layers 1-7: 3x3 first, then large and 1x1
       widths=(64, 128, 128, 256, 128, 192, 128),
       pools=(True, True, False, False, False, False, False),   # 2x2 max-pools: stride 4
-      batch_norm=True, output_relu=True, weight_init='he', scan=True))
+      batch_norm=True, output_relu=True, weight_init='he', scan=True, unroll=True))
   c.data.update(dict(crop_size=248, max_shift=40.0 * 248 / 368, max_others=0))
   c.targets = ml_collections.ConfigDict(dict(
       keypoint_sigma=1.3,            # output-map pixels

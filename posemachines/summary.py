@@ -882,8 +882,10 @@ def summarize(config) -> dict:
   fields = receptive_fields(model, size)
   other = {k: v / 1e9 for k, v in sorted(flops.items())
            if k not in ('conv_general_dilated', 'dot_general')}
+  layers = model.describe() if hasattr(model, 'describe') else []
   return {
       'model': type(model).__name__,
+      'layers': layers,
       'input_size': list(_size_hw(size)),
       'batch_size': 1,
       'parameters': sum(per_module.values()),
@@ -903,6 +905,9 @@ def format_summary(s: dict) -> str:
   lines = [f"{s['model']} at {h}x{w}, batch {s['batch_size']}",
            f"parameters        {s['parameters']:,}"]
   lines += [f'  {name:<15} {n:,}' for name, n in s['parameters_per_module'].items()]
+  if s['layers']:
+    lines.append('layers')
+    lines += [f'  {line}' for line in s['layers']]
   lines.append(f"forward GFLOP     {s['gflops_forward']:.2f}   (convolutions and matmuls, "
                '2 FLOP per multiply-add)')
   if s['gflops_other_ops']:

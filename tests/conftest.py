@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny synthetic-people dataset and a tiny CPM config."""
+"""Shared fixtures: a tiny synthetic-people dataset, tiny CPM and recurrent-model configs."""
 import os
 
 import pytest
@@ -20,6 +20,26 @@ def tiny_config(data_dir: str, **overrides):
   c.targets.update(dict(sigma=3.0, center_sigma=6.0))
   c.update(dict(batch_size=8, eval_batch_size=8, num_train_steps=4, log_every_steps=2,
                 eval_every_steps=1000, checkpoint_every_steps=2, num_pictures=0))
+  return _override(c, overrides)
+
+
+def tiny_recurrent_config(data_dir: str, **overrides):
+  """The tiny setting of ``tiny_config`` with a narrow recurrent model (2 iterations, limbs)."""
+  from posemachines import configs
+  base = tiny_config(data_dir)
+  c = configs.recurrent_small()
+  c.data = base.data
+  c.data.max_others = 0
+  c.model.update(dict(kernels=(3, 3, 3, 5, 1, 5, 1), widths=(8, 8, 8, 8, 8, 8, 8)))
+  c.update({k: base[k] for k in ('batch_size', 'eval_batch_size', 'num_train_steps',
+                                 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
+                                 'num_pictures')})
+  c.targets.center_sigma = base.targets.center_sigma
+  return _override(c, overrides)
+
+
+def _override(c, overrides):
+  """Sets dotted config fields: {'model.batch_norm': True, ...}."""
   for k, v in overrides.items():
     node = c
     *path, last = k.split('.')
