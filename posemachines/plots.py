@@ -57,12 +57,13 @@ def prediction_grid(images, predictions, truths, skel, path: str, titles=None):
 
 
 def stage_panel(image, beliefs, part_names, skel, path: str, stride: int = 1, map_extent=None,
-                points=None):
+                points=None, titles=None):
   """Rows: chosen parts; columns: every stage's belief map over the image (like CPM Figs. 2, 7).
 
   ``beliefs`` [T, H, W, C]; by default map pixel (i, j) is centred on image pixel
   (j * stride + (stride - 1) / 2, ...); ``map_extent`` (left, right, bottom, top) overrides that.
   ``points`` [T, P, >=2], optional: each stage's decoded parts, marked with a cross.
+  ``titles``: the columns' titles (default 'stage t').
   """
   beliefs = np.asarray(beliefs)  # [T, H, W, C]
   num_stages = beliefs.shape[0]
@@ -90,7 +91,7 @@ def stage_panel(image, beliefs, part_names, skel, path: str, stride: int = 1, ma
       ax.set_xticks([])
       ax.set_yticks([])
       if r == 0:
-        ax.set_title(f'stage {t + 1}', fontsize=9)
+        ax.set_title(titles[t] if titles else f'stage {t + 1}', fontsize=9)
       if t == 0:
         ax.set_ylabel(name, fontsize=9)
   fig.tight_layout()
@@ -98,9 +99,38 @@ def stage_panel(image, beliefs, part_names, skel, path: str, stride: int = 1, ma
   plt.close(fig)
 
 
+def limb_panel(image, limb_maps, target, path: str, stride: int, titles):
+  """The body-part (limb) heatmaps, all limbs at once (their maximum) over a darkened grey crop:
+  the target, then every output of the recurrent model. ``limb_maps`` [T, H, W, L] and
+  ``target`` [H, W, L], both with mode 1."""
+  maps = [np.asarray(target).max(-1)] + [m.max(-1) for m in np.asarray(limb_maps)]
+  size = image.shape[0]
+  fig, axes = plt.subplots(1, len(maps), squeeze=False, figsize=(2.2 * len(maps), 2.4))
+  for ax, m, title in zip(axes[0], maps, ['target'] + list(titles)):
+    ax.imshow(np.asarray(image).mean(-1), cmap='gray', vmin=0, vmax=600,
+              extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+    b = np.clip(m, 0, 1)
+    overlay = plt.get_cmap('inferno')(b)
+    overlay[..., 3] = 0.85 * b / max(float(b.max()), 1e-6)
+    ax.imshow(overlay, interpolation='bilinear',
+              extent=(-0.5, m.shape[1] * stride - 0.5, m.shape[0] * stride - 0.5, -0.5))
+    ax.text(0.02, 0.96, f'max {float(b.max()):.2f}', color='white', fontsize=7,
+            transform=ax.transAxes, va='top')
+    ax.set_xlim(-0.5, size - 0.5)
+    ax.set_ylim(size - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+  fig.suptitle('limb heatmaps (maximum over limbs)', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def training_pictures(config, model, variables, workdir: str, parts=('r_wrist', 'l_wrist',
                                                                     'r_ankle', 'l_ankle')):
-  """Writes pictures/predictions.png and pictures/stages_*.png for the first eval examples."""
+  """Writes pictures/predictions.png, pictures/stages_*.png and, for models with limb heatmaps,
+  pictures/limbs_*.png for the first eval examples."""
   from posemachines import step
   from posemachines.data import pipeline
   out = os.path.join(workdir, 'pictures')
@@ -110,9 +140,10 @@ def training_pictures(config, model, variables, workdir: str, parts=('r_wrist', 
     cfg.eval_batch_size = config.num_pictures
   batch = next(iter(pipeline.as_numpy(pipeline.eval_dataset(cfg, num_examples=config.num_pictures))))
   x, c = step.model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
-  beliefs = np.asarray(jax.jit(lambda p, x, c: step.part_beliefs(model, model.apply(p, x, c)))(
-      variables, x, c))
-  beliefs = beliefs / config.targets.get('peak', 1.0)  # the recurrent model's heatmaps peak at 12
+  outputs = jax.jit(lambda p, x, c: model.apply(p, x, c))(variables, x, c)
+  peak = config.targets.get('peak', 1.0)  # the recurrent model's heatmaps peak at 12
+  beliefs = np.asarray(step.part_beliefs(model, outputs)) / peak
+  titles = getattr(model, 'output_names', None)
   pred = np.asarray(evaluate.decode_peaks(beliefs[-1], model.stride))
   skel = skeleton.get(config.data.parts)
   prediction_grid(batch['image'], pred, batch['keypoints'], skel,
@@ -121,8 +152,16 @@ def training_pictures(config, model, variables, workdir: str, parts=('r_wrist', 
   paths = []
   for i in range(min(2, len(batch['image']))):
     path = os.path.join(out, f'stages_{i}.png')
-    stage_panel(batch['image'][i], beliefs[:, i], parts, skel, path, model.stride)
+    stage_panel(batch['image'][i], beliefs[:, i], parts, skel, path, model.stride, titles=titles)
     paths.append(path)
+  if getattr(model, 'num_limbs', 0):
+    target, _ = step.heatmap_targets(config, model, batch, *outputs.shape[2:4])
+    target = np.asarray(model.limb_maps(target)) / peak
+    for i in range(min(2, len(batch['image']))):
+      path = os.path.join(out, f'limbs_{i}.png')
+      limb_panel(batch['image'][i], np.asarray(model.limb_maps(outputs[:, i])) / peak, target[i],
+                 path, model.stride, titles)
+      paths.append(path)
   return [os.path.join(out, 'predictions.png')] + paths
 
 

@@ -51,23 +51,17 @@ def visibility_ap(scores, visible, annotated) -> dict:
           'num_occluded': int((~vis).sum())}
 
 
-def plot_precision_recall(curves: dict, path: str, title: str = 'visibility'):
-  """One precision-recall curve per entry of ``curves`` (label -> (scores, positive))."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(4.5, 4))
+def draw_precision_recall(ax, curves: dict, title: str = 'visibility'):
+  """Draws one precision-recall curve per entry of ``curves`` (label -> (scores, positive)) on
+  a matplotlib axis, with its AP in the legend."""
   for label, (scores, positive) in curves.items():
     precision, recall, _ = precision_recall(scores, positive)
     ap = average_precision(scores, positive)
-    ax.plot(np.r_[0.0, recall], np.r_[precision[0], precision], label=f'{label} (AP {100 * ap:.1f})')
+    ax.plot(np.r_[0.0, recall], np.r_[precision[0], precision],
+            label=f'{label} (AP {100 * ap:.1f})')
   ax.set_xlabel('recall (visible parts)')
   ax.set_ylabel('precision')
   ax.set_xlim(0, 1)
-  ax.set_ylim(0, 1.02)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, loc='lower left')
   ax.set_title(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)

@@ -69,16 +69,26 @@ def test_layer_configuration_errors_name_the_field():
         jax.random.key(0), x)
 
 
-def test_paper_config_is_a_third_of_the_cpm():
+def test_paper_config_summary():
+  """248x248 -> 62x62, a third of the CPM's parameters, the scan's iterations in the FLOPs and
+  a receptive field that grows with every iteration."""
   from posemachines import summary
   config = configs.recurrent_paper()
   config.data.parts = 'mpii'
   model = models.build(config)
   assert (model.num_parts, model.num_limbs, model.stride) == (16, 15, 4)
-  n = summary.count_parameters(model, 248)
-  assert 0.3 < n / 31_219_866 < 0.37, n
-  out = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 248, 248, 3)))
-  assert jax.eval_shape(model.apply, out, jnp.zeros((1, 248, 248, 3))).shape == (3, 1, 62, 62, 31)
+  s = summary.summarize(config)
+  assert 0.3 < s['parameters'] / 31_219_866 < 0.37, s['parameters']
+  assert [st['output_shape'] for st in s['stages']] == [[1, 62, 62, 31]] * 3
+  fields = [st['receptive_field_px'] for st in s['stages']]
+  assert fields[0] < fields[1] < fields[2] and fields[2] - fields[1] == fields[1] - fields[0]
+  assert len(s['layers']) == 9 and s['layers'][3].startswith('layer 4: 9x9 conv, 256 + BN')
+  # Each iteration adds its 9x9 layer 6 (192 from 128 + 128 channels) at 62x62, and its 1x1s.
+  per_iteration = 2 * 62 * 62 * (81 * 256 * 192 + 192 * 128 + 128 * 31)
+  fewer = config.copy_and_resolve_references()
+  fewer.model.num_iterations = 1
+  assert s['gflops_forward'] - summary.summarize(fewer)['gflops_forward'] == pytest.approx(
+      per_iteration / 1e9, rel=1e-6)
 
 
 def test_keypoint_heatmap_mode_and_width():

@@ -78,10 +78,14 @@ _SHARDED = textwrap.dedent('''
     sys.path.insert(0, {root!r})
     from posemachines import train
     from posemachines.data import pipeline
-    from tests.conftest import tiny_config
+    from tests.conftest import tiny_config, tiny_recurrent_config
     assert jax.device_count() == 8, jax.devices()
-    for batch_norm in (False, True):  # with BatchNorm, statistics must be over the global batch
-      config = tiny_config({data!r}, **{{'model.batch_norm': batch_norm}})
+    # With BatchNorm, statistics must be over the global batch: the CPM's option, and the
+    # recurrent model's BatchNorm inside its scanned iterations.
+    configs = [tiny_config({data!r}, **{{'model.batch_norm': bn}}) for bn in (False, True)]
+    configs.append(tiny_recurrent_config({data!r}))
+    for config in configs:
+      batch_norm = config.model.batch_norm
       it = iter(pipeline.as_numpy(pipeline.train_dataset(config)))
       batches = [next(it) for _ in range(2)]
       results = []
@@ -96,7 +100,7 @@ _SHARDED = textwrap.dedent('''
       np.testing.assert_allclose(l1, l8, rtol=1e-5)
       for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
-      print('SHARDED_OK', batch_norm, l1, l8)
+      print('SHARDED_OK', config.model.name, batch_norm, l1, l8)
 ''')
 
 
@@ -106,4 +110,4 @@ def test_sharded_step_on_8_devices_equals_single_device(tfds_dir):
   out = subprocess.run([sys.executable, '-c', _SHARDED.format(root=ROOT, data=tfds_dir)],
                        env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
-  assert out.stdout.count('SHARDED_OK') == 2
+  assert out.stdout.count('SHARDED_OK') == 3

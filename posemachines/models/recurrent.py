@@ -131,6 +131,10 @@ class RecurrentPose(nn.Module):
   def num_outputs(self) -> int:
     return self.num_parts + self.num_limbs
 
+  @property
+  def output_names(self) -> list[str]:
+    return ['feed-forward'] + [f'iteration {i}' for i in range(1, self.num_iterations + 1)]
+
   def keypoint_maps(self, outputs):
     """The keypoint heatmaps [..., P] of the outputs [..., P + L]."""
     return outputs[..., :self.num_parts]

@@ -1,0 +1,176 @@
+"""The recurrent model's ablation: iterations, limb heatmaps and occlusion modes (the paper's
+Table I and Fig. 7, at CPU scale on synthetic people).
+
+  python experiments/recurrent_ablation.py [--workdir=workdirs/recurrent_ablation] [--steps=N]
+      [--config=experiments/recurrent_synthetic.py] [--config.FIELD=VALUE ...]
+
+Trains four variants of the config from scratch with the same data, steps and seed:
+
+  include + limbs   occluded parts trained as visible, keypoint and limb heatmaps
+  include           the same without limb heatmaps
+  exclude + limbs   occluded parts as background
+  ignore + limbs    no gradient in occluded parts' regions
+
+and evaluates each on the validation people: PCKh@0.5 after the feed-forward module and after
+every iteration, and the visibility AP of every output (each part's heatmap maximum ranks the
+visible parts above the occluded ones). Writes ablation.md (the table), ablation.json and
+ablation.png (PCKh per output; precision-recall curves of the last output). A finished variant is
+skipped and an interrupted one resumes from its checkpoint, so rerunning the command continues.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+import ml_collections
+from ml_collections import config_flags
+import numpy as np
+
+from posemachines import train, visibility
+
+VARIANTS = (('include', True), ('include', False), ('exclude', True), ('ignore', True))
+DEFAULT_STEPS = 200
+
+
+def define_flags():
+  config_flags.DEFINE_config_file('config', 'experiments/recurrent_synthetic.py',
+                                  'Base config of every variant.')
+  flags.DEFINE_string('workdir', 'workdirs/recurrent_ablation', 'Runs, table and figure.')
+  flags.DEFINE_integer('steps', DEFAULT_STEPS, 'Training steps per variant.')
+
+
+def label(occlusion: str, limbs: bool) -> str:
+  return f'{occlusion} + limbs' if limbs else occlusion
+
+
+def variant_config(base, occlusion: str, limbs: bool, steps: int):
+  c = ml_collections.ConfigDict(base.to_dict())
+  c.loss.occlusion = occlusion
+  c.model.limb_heatmaps = limbs
+  c.num_train_steps = steps
+  c.eval_every_steps = steps
+  c.checkpoint_every_steps = min(c.checkpoint_every_steps, steps)
+  c.num_pictures = 0
+  return c
+
+
+def run_variant(config, workdir: str, name: str):
+  """Trains and evaluates one variant unless it finished earlier; its summary and scores."""
+  summary_path = os.path.join(workdir, 'variant.json')
+  scores_path = os.path.join(workdir, 'visibility_scores.npz')
+  if os.path.exists(summary_path) and os.path.exists(scores_path):
+    with open(summary_path) as f:
+      summary = json.load(f)
+    if summary['steps'] == config.num_train_steps:
+      print(f'  {name}: finished earlier ({workdir})', flush=True)
+      return summary, dict(np.load(scores_path))
+  os.makedirs(workdir, exist_ok=True)
+  print(f'  {name}: training {config.num_train_steps} steps in {workdir}', flush=True)
+  t0 = time.time()
+  state, _ = train.train_and_evaluate(config, workdir)
+  # The evaluation again, keeping every part's score for the precision-recall curves.
+  mesh = train.make_mesh()
+  eval_fn = train.build(config, mesh)[-1]
+  result = train.run_evaluation(config, state.variables, eval_fn, mesh, keep_predictions=True)
+  scores = {'scores': result['predictions'][..., 2], 'visible': result['visible'],
+            'annotated': result['annotated']}
+  np.savez(scores_path, **scores)
+  summary = {'name': name, 'steps': int(state.step), 'minutes': (time.time() - t0) / 60,
+             'num_people': result['num_people'], 'visibility': result.get('visibility'),
+             'pckh': [s['pck@0.5'] for s in result['stages']],
+             'visibility_ap': [s.get('visibility_ap') for s in result['stages']]}
+  with open(summary_path, 'w') as f:
+    json.dump(summary, f, indent=2)
+  return summary, scores
+
+
+def _pct(x):
+  return '-' if x is None or not np.isfinite(x) else f'{100 * x:.1f}'
+
+
+def table(base, steps: int, summaries) -> list[str]:
+  n_out = len(summaries[0]['pckh'])
+  outputs = ['feed-forward'] + [f'iteration {i}' for i in range(1, n_out)]
+  vis = summaries[0]['visibility'] or {}
+  lines = [
+      '# Recurrent pose model: iterations, limb heatmaps, occlusion modes', '',
+      f'`python experiments/recurrent_ablation.py --steps={steps}` '
+      f'({" ".join(sys.argv[1:]) or "no other flags"})', '',
+      f'{base.data.dataset} at {base.data.crop_size}x{base.data.crop_size}, '
+      f'{base.model.num_iterations} iterations, batch {base.batch_size}, {steps} steps '
+      f'({base.optim.name}, lr {base.optim.learning_rate}) per variant; '
+      f'{summaries[0]["num_people"]} validation people, {vis.get("num_visible", "?")} visible and '
+      f'{vis.get("num_occluded", "?")} occluded parts.', '',
+      '| variant | ' + ' | '.join(f'PCKh@0.5 {o}' for o in outputs)
+      + ' | visibility AP ' + ' / '.join(o.replace('iteration ', 'it') for o in outputs)
+      + ' | minutes |',
+      '|---' * (n_out + 3) + '|']
+  for s in summaries:
+    lines.append(f'| {s["name"]} | ' + ' | '.join(_pct(p) for p in s['pckh'])
+                 + ' | ' + ' / '.join(_pct(a) for a in s['visibility_ap'])
+                 + f' | {s["minutes"]:.1f} |')
+  chance = vis['num_visible'] / max(vis['num_visible'] + vis['num_occluded'], 1) if vis else None
+  lines += ['', 'Visibility AP: every annotated part ranked by its heatmap maximum, visible parts '
+            f'the positives (precision-recall in ablation.png); a random ranking scores the '
+            f'visible fraction, {_pct(chance)}.']
+  return lines
+
+
+def figure(summaries, scores, path: str):
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+  n_out = len(summaries[0]['pckh'])
+  ticks = ['feed-forward'] + [f'iteration {i}' for i in range(1, n_out)]
+  for s in summaries:
+    left.plot(range(n_out), [100 * p for p in s['pckh']], marker='o', label=s['name'])
+  left.set_xticks(range(n_out), ticks)
+  left.set_ylabel('PCKh@0.5 (%)')
+  left.set_title('accuracy after each output', fontsize=10)
+  left.grid(alpha=0.3)
+  left.legend(fontsize=8)
+  curves = {}
+  for s in summaries:
+    sc = scores[s['name']]
+    ann = sc['annotated'] > 0
+    curves[s['name']] = (sc['scores'][-1][ann], sc['visible'][ann] > 0)
+  visibility.draw_precision_recall(right, curves, "visibility from the last output's maxima")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  base, workdir, steps = flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.steps
+  if base.model.name != 'recurrent':
+    raise app.UsageError(f'--config must configure the recurrent model, not {base.model.name!r}')
+  os.makedirs(workdir, exist_ok=True)
+  summaries, scores = [], {}
+  for i, (occlusion, limbs) in enumerate(VARIANTS):
+    name = label(occlusion, limbs)
+    print(f'[ablation {i + 1}/{len(VARIANTS)}] {name}', flush=True)
+    config = variant_config(base, occlusion, limbs, steps)
+    digest = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:8]
+    run_dir = os.path.join(workdir, f'{name.replace(" + ", "_")}-{digest}')
+    summary, scores[name] = run_variant(config, run_dir, name)
+    summaries.append(summary)
+  lines = table(base, steps, summaries)
+  with open(os.path.join(workdir, 'ablation.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  with open(os.path.join(workdir, 'ablation.json'), 'w') as f:
+    json.dump(summaries, f, indent=2)
+  figure(summaries, scores, os.path.join(workdir, 'ablation.png'))
+  print('\n'.join(lines))
+  print(f'Wrote {workdir}/ablation.md, ablation.json and ablation.png')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
