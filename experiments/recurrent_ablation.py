@@ -140,6 +140,10 @@ def figure(summaries, scores, path: str):
     ann = sc['annotated'] > 0
     curves[s['name']] = (sc['scores'][-1][ann], sc['visible'][ann] > 0)
   visibility.draw_precision_recall(right, curves, "visibility from the last output's maxima")
+  chance = np.mean(next(iter(curves.values()))[1])
+  right.axhline(chance, ls='--', lw=1, color='grey')
+  right.text(0.99, chance, f'chance {100 * chance:.1f}', ha='right', va='bottom', fontsize=8,
+             color='grey')
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

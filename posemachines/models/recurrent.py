@@ -112,7 +112,7 @@ class RecurrentPose(nn.Module):
   num_limbs: int = 0
   num_iterations: int = 2
   kernels: Sequence[int] = (3, 3, 3, 9, 1, 9, 1)
-  widths: Sequence[int] = (64, 128, 128, 256, 128, 256, 128)
+  widths: Sequence[int] = (64, 128, 128, 256, 128, 192, 128)
   pools: Sequence[bool] = (True, True, False, False, False, False, False)
   batch_norm: bool = True
   output_relu: bool = True
