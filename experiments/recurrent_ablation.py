@@ -71,7 +71,9 @@ def run_variant(config, workdir: str, name: str):
   os.makedirs(workdir, exist_ok=True)
   print(f'  {name}: training {config.num_train_steps} steps in {workdir}', flush=True)
   t0 = time.time()
-  state, _ = train.train_and_evaluate(config, workdir)
+  state, finished = train.train_and_evaluate(config, workdir)
+  if finished is None:  # stopped by a signal; its checkpoint is saved
+    raise SystemExit(f'Stopped during {name}; rerun the same command to resume.')
   # The evaluation again, keeping every part's score for the precision-recall curves.
   mesh = train.make_mesh()
   eval_fn = train.build(config, mesh)[-1]

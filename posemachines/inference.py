@@ -155,7 +155,9 @@ def load_workdir(workdir: str) -> Model:
 
   def forward(crops, variables=variables):
     x, c = step.model_inputs(crops, crop, sigma)
-    return model.apply(variables, x, c, train=False)
+    # The recurrent model's keypoint heatmaps (limb heatmaps dropped) and a channel that
+    # decoding ignores, in place of the CPM's background.
+    return step.part_beliefs(model, model.apply(variables, x, c, train=False))
 
   return Model(forward=forward, crop_size=crop, stride=model.stride, parts=config.data.parts,
                target_dist=config.data.target_dist, config=config.to_dict(),

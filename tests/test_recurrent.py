@@ -9,8 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from posemachines import (configs, evaluate, losses, models, skeleton, step, targets, train,
-                          visibility)
+from posemachines import (configs, evaluate, inference, losses, models, skeleton, step, targets,
+                          train, visibility)
 from posemachines.models.recurrent import RecurrentPose
 from tests.conftest import tiny_recurrent_config
 
@@ -236,5 +236,14 @@ def test_tiny_recurrent_training_run(tfds_dir, tmp_path):
   assert vis['num_visible'] + vis['num_occluded'] == 8 * 14 and vis['num_occluded'] > 0
   assert all(0.0 <= s['visibility_ap'] <= 1.0 for s in ev['stages'])
   assert 'batch_stats' in state.model_state
-  for name in ('predictions.png', 'stages_0.png'):
+  for name in ('predictions.png', 'stages_0.png', 'limbs_0.png'):
     assert os.path.getsize(tmp_path / 'pictures' / name) > 1000
+  # Inference (evaluate, predict, export) sees the keypoint heatmaps and an ignored last channel.
+  model = inference.load_workdir(str(tmp_path))
+  crops = np.zeros((2, 48, 48, 3), np.uint8)
+  maps = np.asarray(model.forward(crops))
+  assert maps.shape == (3, 2, 12, 12, 15)
+  x, c = step.model_inputs(crops, 48, config.targets.center_sigma)
+  outputs = models.build(config).apply(model.variables, x, c)
+  np.testing.assert_allclose(maps[..., :14], outputs[..., :14], rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(maps[..., 14], 0.0)
