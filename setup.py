@@ -27,5 +27,5 @@ setup(
         'pillow',
         'tqdm',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest'], 'video': ['imageio', 'imageio-ffmpeg']},
 )

@@ -71,7 +71,8 @@ def read_video(path: str):
     import imageio.v3 as iio
   except ImportError:
     raise ValueError(f'{path}: reading this video format needs imageio with its ffmpeg plugin '
-                     '(pip install imageio imageio-ffmpeg); GIFs work without it') from None
+                     '(pip install imageio imageio-ffmpeg, or the "video" extra); GIFs work '
+                     'without it') from None
   meta = iio.immeta(path)
   return np.asarray(iio.imread(path)), 1.0 / float(meta.get('fps', 25.0))
 
