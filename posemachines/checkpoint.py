@@ -143,3 +143,13 @@ def _check_shared(workdir: str):
   if jax.process_index() == 0:
     os.remove(marker)
   distributed.raise_if_any(error, f'The shared-workdir check of {workdir}')
+
+
+def initialise_from(workdir: str, state, abstract_state):
+  """``state`` with the params and model state of the newest checkpoint in ``workdir`` (another
+  run of the same model); its step and optimizer state stay fresh."""
+  restored, step = restore_latest(manager(workdir, 1), abstract_state)
+  if restored is None:
+    raise FileNotFoundError(f'init_from: no readable checkpoint in {workdir}/checkpoints')
+  logging.info('Initialised from the checkpoint at step %d in %s', step, workdir)
+  return state.replace(params=restored.params, model_state=restored.model_state)

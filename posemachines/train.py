@@ -21,7 +21,7 @@ import numpy as np
 import tqdm
 from ml_collections import config_flags
 
-from posemachines import (checkpoint, distributed, evaluate, models, optim, skeleton,
+from posemachines import (checkpoint, distributed, evaluate, gradients, models, optim, skeleton,
                           visibility)
 from posemachines.step import TrainState, eval_step, split_variables, train_step
 from posemachines import metrics_writer
@@ -179,8 +179,13 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop):
   if restored is not None:
     state = restored
     logging.info('Resuming from the checkpoint at step %d in %s', start, workdir)
+  elif config.get('init_from'):  # a new run starting from another run's weights
+    state = checkpoint.initialise_from(config.init_from, state, abstract)
   start = int(state.step)
   writer = metrics_writer.MetricsWriter(workdir, enabled=is_main)
+  grads = None
+  if gradients.enabled(config):
+    grads = gradients.Recorder(config, model, state.params, workdir, writer, start)
   if is_main:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -194,6 +199,8 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop):
   result = None
   for step in range(start, config.num_train_steps):
     batch = shard_batch(next(data), mesh)
+    if grads is not None and grads.due(step):
+      grads.record(step, state, batch, rng)
     state, metrics = step_fn(state, batch, rng)
     metrics = jax.device_get(metrics)
     if not metrics['finite']:

@@ -1,0 +1,30 @@
+"""The four training schemes (CPM Fig. 6b) on the base config's model.
+
+  python experiments/schemes.py [--config=experiments/analyses_cpu.py] [--workdir=workdirs/analyses]
+      [--schemes=joint,stagewise,stagewise_finetune,final_only] [--config.FIELD=VALUE ...]
+
+(i) joint with intermediate supervision, (ii) stage-wise (stage t trained in turn, earlier stages
+frozen; the shared features x' train with stage 2), (iii) (ii) then joint fine-tuning from its
+checkpoint, (iv) joint with the final stage's loss only; see posemachines/schemes.py.
+--config.schemes.stage_steps and --config.schemes.finetune_steps set the phase lengths.
+Writes schemes.md, schemes.json and schemes.png into --workdir; finished runs are skipped.
+"""
+from absl import app, flags
+
+from posemachines import analyses, schemes
+
+flags.DEFINE_list('schemes', list(schemes.SCHEMES), 'Schemes to train.')
+
+
+def main(argv):
+  del argv
+  which = flags.FLAGS.schemes
+  config = flags.FLAGS.config
+  total = sum(len(schemes.phases(config, s)) for s in which)
+  analyses.training_schemes(config, flags.FLAGS.workdir,
+                            analyses.runs_from_flags('schemes', total), which)
+
+
+if __name__ == '__main__':
+  analyses.define_flags()
+  app.run(main)
