@@ -1,7 +1,7 @@
 """The base of the CPU-scale analyses (experiments/{stages,schemes,gradients,receptive_fields}.py).
 
 A 3-stage CPM on 64x64 crops of the built-in synthetic people, narrower than the default model,
-trained 400 steps of batch 16 with Adam: about four minutes per run on a 2-core CPU, so every
+trained 300 steps of batch 16 with Adam: three to six minutes per run on a 2-core CPU, so every
 analysis together fits in about an hour. Every field the results depend on is set here, so changes
 to the project's default config do not change these runs.
 """
@@ -30,7 +30,7 @@ def get_config():
                       weight_decay=0.0, stage1_lr_mult=1.0, bias_lr_mult=1.0))
   c.seed = 0
   c.batch_size = 16
-  c.num_train_steps = 400
+  c.num_train_steps = 300
   c.log_every_steps = 20
   c.eval_every_steps = 10_000      # evaluate once, at the end
   c.checkpoint_every_steps = 100

@@ -1,25 +1,25 @@
 """Accuracy against receptive field at about constant parameter count (CPM Fig. 4).
 
   python experiments/receptive_fields.py [--config=experiments/analyses_cpu.py]
-      [--workdir=workdirs/analyses] [--kernels=3:1,3:3,5:5,7:7]
+      [--workdir=workdirs/analyses] [--kernels=3:1,3:3,7:7]
 
 Each TRUNK:STAGE pair sets the kernel size of the trunk convs (and stage 1's first head conv) and
 of the other non-1x1 convs; the widths are then scaled so the model has about as many parameters
-as the base config. Receptive fields come from posemachines.summary. Writes
+as the base config, whose own joint run is the first row. Receptive fields come from posemachines.summary. Writes
 receptive_fields.{md,json,png} into --workdir; finished runs are skipped.
 """
 from absl import app, flags
 
 from posemachines import analyses
 
-flags.DEFINE_list('kernels', ['3:1', '3:3', '5:5', '7:7'], 'TRUNK:STAGE kernel sizes.')
+flags.DEFINE_list('kernels', ['3:1', '3:3', '7:7'], 'TRUNK:STAGE kernel sizes.')
 
 
 def main(argv):
   del argv
   kernels = [tuple(int(k) for k in pair.split(':')) for pair in flags.FLAGS.kernels]
   analyses.receptive_fields(flags.FLAGS.config, flags.FLAGS.workdir,
-                            analyses.runs_from_flags('receptive_fields', len(kernels)), kernels)
+                            analyses.runs_from_flags('receptive_fields', len(kernels) + 1), kernels)
 
 
 if __name__ == '__main__':

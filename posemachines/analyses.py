@@ -297,17 +297,24 @@ def match_parameters(config, trunk_kernel, stage_kernel, target: int):
   return c
 
 
-def receptive_fields(config, outdir: str, runs: Runs, kernels=((3, 1), (3, 3), (5, 5), (7, 7))):
-  """Fig. 4: accuracy against the final stage's receptive field at ~constant parameters."""
+def receptive_fields(config, outdir: str, runs: Runs, kernels=((3, 1), (3, 3), (7, 7))):
+  """Fig. 4: accuracy against the final stage's receptive field at ~constant parameters: the
+  base config (its joint run) and one model per (trunk, stage) kernel pair."""
   from posemachines import models, summary
   target = _params(config)
   rows = []
-  for tk, sk in kernels:
-    c = match_parameters(config, tk, sk, target)
+  m = config.model
+  variants = [('base', None, None)] + [(f'{tk}/{sk}', tk, sk) for tk, sk in kernels]
+  for name, tk, sk in variants:
+    c = config if tk is None else match_parameters(config, tk, sk, target)
     c = schemes.phases(c, 'joint')[0].config
     field = summary.receptive_fields(models.build(c), c.data.crop_size)[-1][0]
-    d, result = runs(c, None, f'rf_k{tk}-{sk}')
-    rows.append({'trunk_kernel': tk, 'stage_kernel': sk, 'parameters': _params(c),
+    d, result = runs(c, None, 'joint' if tk is None else f'rf_k{tk}-{sk}')
+    if tk is None:
+      name = (f'base: {"/".join(map(str, m.trunk_kernels))} / '
+              f'{"/".join(map(str, m.stage1_kernels))} / {"/".join(map(str, m.stage_kernels))}')
+    rows.append({'name': name, 'trunk_kernel': tk, 'stage_kernel': sk,
+                 'parameters': _params(c),
                  'receptive_field_px': field.size, 'workdir': d,
                  'widths': {n: list(c.model[n]) for n in _WIDTHS},
                  'pck_per_stage': [pck(result, t) for t in range(len(result['stages']))]})
@@ -315,12 +322,14 @@ def receptive_fields(config, outdir: str, runs: Runs, kernels=((3, 1), (3, 3), (
   lines = _header('Accuracy against receptive field (CPM Fig. 4)', config)
   lines += [f'Kernel sizes vary; widths are scaled so every model has about {target:,} '
             'parameters (the base config\'s count). Receptive field of the final stage\'s belief '
-            f'maps in input pixels (crop {crop}x{crop}), from posemachines.summary.', '',
-            '| trunk / stage kernels | parameters | receptive field (px) | final-stage PCK@0.5 |'
+            f'maps in input pixels (crop {crop}x{crop}), from posemachines.summary. A pair '
+            'k/s: trunk convs and stage 1\'s first head conv k x k, every other non-1x1 conv '
+            's x s; the base row lists trunk / stage-1 head / later-stage kernels.', '',
+            '| kernels | parameters | receptive field (px) | final-stage PCK@0.5 |'
             ' every stage |', '|---|---|---|---|---|']
   for r in sorted(rows, key=lambda r: r['receptive_field_px']):
     every = ' / '.join(f'{p:.1f}' for p in r['pck_per_stage'])
-    lines.append(f'| {r["trunk_kernel"]} / {r["stage_kernel"]} | {r["parameters"]:,} | '
+    lines.append(f'| {r["name"]} | {r["parameters"]:,} | '
                  f'{r["receptive_field_px"]:.0f} | {r["pck_per_stage"][-1]:.1f} | {every} |')
   _write(outdir, 'receptive_fields', lines, rows)
   plt = _plt()
@@ -329,7 +338,7 @@ def receptive_fields(config, outdir: str, runs: Runs, kernels=((3, 1), (3, 3), (
   ax.plot([r['receptive_field_px'] for r in rows_s], [r['pck_per_stage'][-1] for r in rows_s],
           'o-')
   for r in rows_s:
-    ax.annotate(f'{r["trunk_kernel"]}/{r["stage_kernel"]}',
+    ax.annotate(r['name'].split(':')[0],
                 (r['receptive_field_px'], r['pck_per_stage'][-1]), fontsize=7,
                 textcoords='offset points', xytext=(4, -10))
   ax.axvline(crop, color='0.6', ls=':', lw=1)
