@@ -286,7 +286,7 @@ def _params(config):
 def match_parameters(config, trunk_kernel, stage_kernel, target: int):
   """with_kernels(...) with the width scale whose parameter count is nearest ``target``."""
   lo, hi = 0.05, 20.0
-  for _ in range(30):  # parameters grow with the scale: bisect on it
+  for _ in range(12):  # parameters grow with the scale: bisect on its logarithm
     mid = (lo * hi) ** 0.5
     if _params(with_kernels(config, trunk_kernel, stage_kernel, mid)) < target:
       lo = mid
