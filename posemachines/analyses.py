@@ -218,8 +218,9 @@ def gradient_histograms(config, outdir: str, runs: Runs):
                    ('without (final stage only)', 'final_only')):
     d, _ = runs(schemes.phases(config, s)[0].config, None, s)
     recs[label] = gradients.load(os.path.join(d, gradients.FILENAME))
-  (lw, w), (lo, wo) = recs.items()
-  gradients.figure(recs, os.path.join(outdir, 'gradients.png'))
+  (lw, w_all), (lo, wo_all) = recs.items()
+  w, wo = gradients.after_initialisation(w_all), gradients.after_initialisation(wo_all)
+  gradients.figure({lw: w, lo: wo}, os.path.join(outdir, 'gradients.png'))
   first, last = 0, len(w['steps']) - 1
   rows = []
   for layer in w['layers']:
@@ -227,13 +228,17 @@ def gradient_histograms(config, outdir: str, runs: Runs):
     rows.append({'layer': layer, 'steps': [int(w['steps'][first]), int(w['steps'][last])],
                  'std_with': [float(sw[first]), float(sw[last])],
                  'std_without': [float(so[first]), float(so[last])],
-                 'ratio': [float(sw[first] / so[first]), float(sw[last] / so[last])]})
+                 'ratio': [float(sw[first] / so[first]), float(sw[last] / so[last])],
+                 'all_steps': [int(x) for x in w_all['steps']],
+                 'all_std_with': [float(x) for x in gradients.spread(w_all, layer)],
+                 'all_std_without': [float(x) for x in gradients.spread(wo_all, layer)]})
   ep = w['epoch_steps']
   when = [gradients._label(s, ep) for s in rows[0]['steps']]  # noqa: SLF001
   lines = _header('Gradient values across depth (CPM Fig. 5)', config)
   lines += ['Standard deviation of the gradient values of each layer\'s kernel on one training '
-            f'batch, with / without intermediate supervision, at the first ({when[0]}) and last '
-            f'({when[1]}) recording.', '',
+            f'batch, with / without intermediate supervision, at the first recording after '
+            f'initialisation ({when[0]}) and the last ({when[1]}); the ratio is with / without. '
+            'Layers are listed from the input side.', '',
             f'| layer | std with, {when[0]} | std without | ratio | std with, {when[1]} | '
             'std without | ratio |', '|---|---|---|---|---|---|---|']
   for r in rows:
@@ -245,7 +250,7 @@ def gradient_histograms(config, outdir: str, runs: Runs):
   layers = w['layers']
   fig, axes = plt.subplots(1, len(layers), figsize=(2.4 * len(layers), 2.6), squeeze=False)
   for ax, layer in zip(axes[0], layers):
-    for rec, label, style in ((w, lw, '-'), (wo, lo, '--')):
+    for rec, label, style in ((w_all, lw, '-'), (wo_all, lo, '--')):
       ax.plot(rec['steps'], gradients.spread(rec, layer), style, label=label)
     ax.set_yscale('log')
     ax.set_title(layer, fontsize=8)

@@ -134,6 +134,16 @@ def spread(record: dict, layer: str) -> np.ndarray:
   return record['values'][layer].std(axis=1)
 
 
+def after_initialisation(record: dict) -> dict:
+  """The records taken after at least one update (the step-0 gradients of a fresh network are
+  dominated by its initial outputs and would set the scale of every plot)."""
+  keep = np.asarray(record['steps']) > 0
+  if not keep.any():
+    return record
+  return {**record, 'steps': np.asarray(record['steps'])[keep],
+          'values': {l: v[keep] for l, v in record['values'].items()}}
+
+
 def _label(step: int, epoch_steps) -> str:
   return f'epoch {step / epoch_steps:.2g}' if epoch_steps else f'step {step}'
 
@@ -149,16 +159,17 @@ def figure(runs: dict, path: str, layers=None, title=None):
   fig, axes = plt.subplots(len(runs), len(layers), squeeze=False, sharex='col',
                            figsize=(2.6 * len(layers), 2.3 * len(runs) + 0.6))
   for c, layer in enumerate(layers):
-    # A common range per column: the widest run's 99.5th percentile of |gradient|.
-    lim = max(np.percentile(np.abs(r['values'][layer]), 99.5) for r in runs.values()) or 1.0
+    # A common range per column: the widest run's 99.8th percentile of |gradient|.
+    lim = max(np.percentile(np.abs(r['values'][layer]), 99.8) for r in runs.values()) or 1.0
     bins = np.linspace(-lim, lim, 61)
     for r, (label, rec) in enumerate(runs.items()):
       ax = axes[r, c]
       n = len(rec['steps'])
       colours = plt.get_cmap('viridis')(np.linspace(0, 0.9, max(n, 1)))
       for i, s in enumerate(rec['steps']):
-        h, _ = np.histogram(np.clip(rec['values'][layer][i], -lim, lim), bins=bins)
-        ax.plot(0.5 * (bins[1:] + bins[:-1]), np.maximum(h / h.sum(), 1e-5), color=colours[i],
+        v = rec['values'][layer][i]
+        h, _ = np.histogram(v, bins=bins)  # values beyond the range are left out of the plot
+        ax.plot(0.5 * (bins[1:] + bins[:-1]), np.maximum(h / v.size, 1e-5), color=colours[i],
                 lw=1, label=_label(int(s), rec['epoch_steps']))
       ax.set_yscale('log')
       ax.set_ylim(1e-5, 1.0)
