@@ -7,7 +7,9 @@
 frozen; the shared features x' train with stage 2), (iii) (ii) then joint fine-tuning from its
 checkpoint, (iv) joint with the final stage's loss only; see posemachines/schemes.py.
 --config.schemes.stage_steps and --config.schemes.finetune_steps set the phase lengths.
-Writes schemes.md, schemes.json and schemes.png into --workdir; finished runs are skipped.
+Stage-wise + fine-tuning makes more updates than the others, so the joint scheme is also trained
+with that many steps. Writes schemes.md, schemes.json and schemes.png into --workdir; finished
+runs are skipped.
 """
 from absl import app, flags
 
@@ -20,7 +22,7 @@ def main(argv):
   del argv
   which = flags.FLAGS.schemes
   config = flags.FLAGS.config
-  total = sum(len(schemes.phases(config, s)) for s in which)
+  total = sum(len(schemes.phases(config, s)) for s in which) + ('joint' in which)
   analyses.training_schemes(config, flags.FLAGS.workdir,
                             analyses.runs_from_flags('schemes', total), which)
 

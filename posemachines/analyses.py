@@ -180,6 +180,14 @@ def training_schemes(config, outdir: str, runs: Runs, which=schemes.SCHEMES):
                  'pck_per_stage': [pck(final, t) for t in range(len(final['stages']))],
                  'phase_results': [[pck(r, t) for t in range(len(r['stages']))]
                                    for _, r in results]})
+  longest = max(r['steps'] for r in rows)
+  if 'joint' in which and longest > config.num_train_steps:
+    # (iii) makes more updates than the others: joint training with as many, for comparison.
+    c = schemes.phases(_derive(config, num_train_steps=longest), 'joint')[0].config
+    _, final = runs(c, None, f'joint_{longest}steps')
+    rows.append({'scheme': 'joint', 'description': f'(i) joint, {longest} steps', 'steps': longest,
+                 'phases': ['joint'], 'phase_results': [],
+                 'pck_per_stage': [pck(final, t) for t in range(len(final['stages']))]})
   num_stages = config.model.num_stages
   lines = _header('Training schemes (CPM Fig. 6b)', config)
   lines += [f'Stage-wise phases train {schemes.stage_steps(config)} steps each; fine-tuning '
@@ -220,6 +228,7 @@ def gradient_histograms(config, outdir: str, runs: Runs):
     recs[label] = gradients.load(os.path.join(d, gradients.FILENAME))
   (lw, w_all), (lo, wo_all) = recs.items()
   w, wo = gradients.after_initialisation(w_all), gradients.after_initialisation(wo_all)
+  os.makedirs(outdir, exist_ok=True)
   gradients.figure({lw: w, lo: wo}, os.path.join(outdir, 'gradients.png'))
   first, last = 0, len(w['steps']) - 1
   rows = []
