@@ -204,7 +204,7 @@ def training_schemes(config, outdir: str, runs: Runs, which=schemes.SCHEMES):
   width = 0.8 / len(rows)
   for i, r in enumerate(rows):
     x = np.arange(num_stages) + (i - (len(rows) - 1) / 2) * width
-    ax.bar(x, r['pck_per_stage'], width, label=r['description'])
+    ax.bar(x, r['pck_per_stage'], width, label=f'{r["description"]} ({r["steps"]} steps)')
   ax.set_xticks(range(num_stages), [f'stage {t + 1}' for t in range(num_stages)])
   ax.set_ylabel('PCK@0.5 (%)')
   ax.legend(fontsize=7)
