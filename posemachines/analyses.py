@@ -153,6 +153,7 @@ def stages(config, outdir: str, runs: Runs, num_stages=(1, 2, 3, 4, 5, 6)):
   ax.plot(ts, [r['pck_per_stage'][-1] for r in rows], 'o-', color='C0', zorder=2,
           label='final stage of a T-stage model')
   ax.plot([], [], '-', color='0.75', label='every stage of each model')
+  ax.set_ylim(bottom=0)
   ax.set_xlabel('number of stages T')
   ax.set_ylabel(f'PCK@0.5 (%)')
   ax.set_xticks(ts)
@@ -355,6 +356,7 @@ def receptive_fields(config, outdir: str, runs: Runs, kernels=((3, 1), (3, 3), (
     ax.annotate(r['name'].split(':')[0],
                 (r['receptive_field_px'], r['pck_per_stage'][-1]), fontsize=7,
                 textcoords='offset points', xytext=(4, -10))
+  ax.set_ylim(bottom=0)
   ax.axvline(crop, color='0.6', ls=':', lw=1)
   ax.text(crop, ax.get_ylim()[0], ' crop size', fontsize=7, color='0.4', va='bottom')
   ax.set_xlabel('receptive field of the final stage (input px)')
