@@ -186,7 +186,8 @@ def training_schemes(config, outdir: str, runs: Runs, which=schemes.SCHEMES):
     # (iii) makes more updates than the others: joint training with as many, for comparison.
     c = schemes.phases(_derive(config, num_train_steps=longest), 'joint')[0].config
     _, final = runs(c, None, f'joint_{longest}steps')
-    rows.append({'scheme': 'joint', 'description': f'(i) joint, {longest} steps', 'steps': longest,
+    rows.append({'scheme': 'joint', 'description': '(i) joint, as many steps as (iii)',
+                 'steps': longest,
                  'phases': ['joint'], 'phase_results': [],
                  'pck_per_stage': [pck(final, t) for t in range(len(final['stages']))]})
   num_stages = config.model.num_stages
@@ -359,6 +360,7 @@ def receptive_fields(config, outdir: str, runs: Runs, kernels=((3, 1), (3, 3), (
   ax.set_ylim(bottom=0)
   ax.axvline(crop, color='0.6', ls=':', lw=1)
   ax.text(crop, ax.get_ylim()[0], ' crop size', fontsize=7, color='0.4', va='bottom')
+  ax.margins(x=0.08)
   ax.set_xlabel('receptive field of the final stage (input px)')
   ax.set_ylabel('final-stage PCK@0.5 (%)')
   ax.grid(alpha=0.3)
