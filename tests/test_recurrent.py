@@ -29,17 +29,18 @@ def test_scan_equals_unrolled_loop_with_the_same_parameters(unroll):
   variables = scanned.init(jax.random.key(0), x)
   assert jax.tree.structure(unrolled.init(jax.random.key(0), x)) == jax.tree.structure(variables)
   # Evaluation: running averages, shared by every iteration.
-  a, b = scanned.apply(variables, x), unrolled.apply(variables, x)
+  a, b = [jax.jit(m.apply)(variables, x) for m in (scanned, unrolled)]
   assert a.shape == (4, 2, 8, 8, 5)
   np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # Training: batch statistics, and the running averages updated once per iteration in turn.
-  (a, sa), (b, sb) = [m.apply(variables, x, train=True, mutable=['batch_stats'])
-                      for m in (scanned, unrolled)]
+  (a, sa), (b, sb) = [
+      jax.jit(lambda v, x, m=m: m.apply(v, x, train=True, mutable=['batch_stats']))(variables, x)
+      for m in (scanned, unrolled)]
   np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   for u, v in zip(jax.tree.leaves(sa), jax.tree.leaves(sb)):
     np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7)
   # The gradients with respect to the shared weights agree too.
-  grads = [jax.grad(lambda p, m=m: m.apply({**variables, 'params': p}, x).sum())(
+  grads = [jax.jit(jax.grad(lambda p, m=m: m.apply({**variables, 'params': p}, x).sum()))(
       variables['params']) for m in (scanned, unrolled)]
   for u, v in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
     np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
@@ -151,8 +152,8 @@ def _occlusion_setup(mode):
 def test_occlusion_mode_gradient_masks(mode):
   config, model, batch = _occlusion_setup(mode)
   outputs = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16, 3), maxval=4.0)
-  grad = lambda b: np.asarray(jax.grad(
-      lambda o: step.recurrent_objective(config, model, o, b).sum())(outputs))
+  grad = lambda b: np.asarray(jax.jit(jax.grad(
+      lambda o: step.recurrent_objective(config, model, o, b).sum()))(outputs))
   g = grad(batch)
   g_visible = grad({**batch, 'visible': jnp.ones((1, 3))})   # the same person, nothing occluded
   maps = np.asarray(targets.keypoint_heatmaps(batch['keypoints'], 16, 16, 4, 1.3, 12.0))
@@ -180,7 +181,8 @@ def test_occluded_end_makes_a_limb_occluded():
   kp = jnp.tile(jnp.array([[[10.0, 10.0, 1.0]]]), (1, 14, 1)) + jnp.arange(14.)[None, :, None] * \
       jnp.array([3.0, 2.0, 0.0])
   visible = jnp.ones((1, 14)).at[0, 4].set(0.0)                # r_wrist occluded
-  tgt, w = step.heatmap_targets(config, model, {'keypoints': kp, 'visible': visible}, 16, 16)
+  tgt, w = jax.jit(lambda b: step.heatmap_targets(config, model, b, 16, 16))(
+      {'keypoints': kp, 'visible': visible})
   limbs = list(skeleton.CPM14.limbs)
   hidden = [14 + i for i, l in enumerate(limbs) if 'r_wrist' in l]
   assert hidden == [14 + limbs.index(('r_elbow', 'r_wrist'))]
@@ -244,6 +246,6 @@ def test_tiny_recurrent_training_run(tfds_dir, tmp_path):
   maps = np.asarray(model.forward(crops))
   assert maps.shape == (3, 2, 12, 12, 15)
   x, c = step.model_inputs(crops, 48, config.targets.center_sigma)
-  outputs = models.build(config).apply(model.variables, x, c)
+  outputs = jax.jit(models.build(config).apply)(model.variables, x, c)
   np.testing.assert_allclose(maps[..., :14], outputs[..., :14], rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(maps[..., 14], 0.0)
