@@ -45,5 +45,5 @@ ARGS=$(printf ' %q' "$@")
   mkdir -p ~/posemachines && tar xzf ~/posemachines.tar.gz -C ~/posemachines
   cd ~/posemachines
   ${SETUP:-true}
-  pip install -q -U 'jax[tpu]' -e .
-  python -m posemachines.train --multihost=on$ARGS"
+  python3 -m pip install -q -U 'jax[tpu]' -e .
+  python3 -m posemachines.train --multihost=on$ARGS"
