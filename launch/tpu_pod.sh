@@ -34,8 +34,9 @@ else
 fi
 
 cd "$(dirname "$0")/.."
-ARCHIVE=$(mktemp /tmp/posemachines.XXXXXX.tar.gz)
-trap 'rm -f "$ARCHIVE"' EXIT
+STAGING=$(mktemp -d)
+trap 'rm -rf "$STAGING"' EXIT
+ARCHIVE=$STAGING/posemachines.tar.gz
 tar czf "$ARCHIVE" --exclude=.git --exclude=workdirs --exclude='*.pyc' .
 "${GCLOUD[@]}" scp "$ARCHIVE" "$NAME":posemachines.tar.gz "${COMMON[@]}" --worker=all
 
@@ -45,5 +46,5 @@ ARGS=$(printf ' %q' "$@")
   mkdir -p ~/posemachines && tar xzf ~/posemachines.tar.gz -C ~/posemachines
   cd ~/posemachines
   ${SETUP:-true}
-  pip install -q -U 'jax[tpu]' -e .
-  python -m posemachines.train --multihost=on$ARGS"
+  python3 -m pip install -q -U 'jax[tpu]' -e .
+  python3 -m posemachines.train --multihost=on$ARGS"

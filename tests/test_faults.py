@@ -165,3 +165,14 @@ def test_unwritable_workdir_fails_with_its_name(tmp_path):
     locked.chmod(0o500)
     with pytest.raises(checkpoint.WorkdirError, match='locked'):
       checkpoint.check_workdir(str(locked), abstract, keep=3)
+
+
+def test_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path):
+  from posemachines import metrics_writer
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+  writer = metrics_writer.MetricsWriter(str(tmp_path))
+  writer.write(2, {'loss': 1.5})
+  writer.close()
+  assert [json.loads(l) for l in open(path)] == [{'step': 1, 'loss': 2.0},
+                                                 {'step': 2, 'loss': 1.5}]
