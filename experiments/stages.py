@@ -5,7 +5,7 @@
 
 Writes stages.md, stages.json and stages.png into --workdir; runs go to --runs_dir (default
 WORKDIR/runs). Rerunning skips finished runs and resumes an unfinished one. Full scale: choose a
-config, e.g. --config=experiments/cpm_mpii.py --config.data.data_dir=...
+config, e.g. --config=experiments/cpm_mpii.py --config.data.manual_dir=DIR
 """
 from absl import app, flags
 
