@@ -21,13 +21,16 @@ class WorkdirError(RuntimeError):
   """The workdir cannot be written, is not shared by all processes, or is too full."""
 
 
-def manager(workdir: str, keep: int, save_every: int | None = None) -> ocp.CheckpointManager:
+def manager(workdir: str, keep: int, save_every: int | None = None,
+            read_only: bool = False) -> ocp.CheckpointManager:
+  """The run's checkpoints; ``read_only`` for another run's (it is left exactly as it is)."""
   # A save killed half-way leaves only a temporary directory, which orbax never lists as a step;
   # cleanup_tmp_directories removes such leftovers when the next run starts.
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                          save_interval_steps=save_every or 1,
                                          enable_async_checkpointing=False,
-                                         cleanup_tmp_directories=True)
+                                         cleanup_tmp_directories=not read_only,
+                                         read_only=read_only)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                                options=options)
 
@@ -36,13 +39,14 @@ def save(mngr: ocp.CheckpointManager, step: int, state, force: bool = False) -> 
   return mngr.save(step, args=ocp.args.StandardSave(state), force=force)
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, move_aside: bool = True):
   """Restores the newest checkpoint readable on every process; returns (state, step) or
   (None, None).
 
-  A newer step that fails to restore (corrupt or truncated files) is reported, moved out of the
-  way to ``<workdir>/unreadable_checkpoints/`` (so the resumed run can save that step again), and
-  an older one is tried. Every process makes the same choice.
+  A newer step that fails to restore (corrupt or truncated files) is reported, an older one is
+  tried, and with ``move_aside`` the unreadable one is moved to
+  ``<workdir>/unreadable_checkpoints/`` (so that the resumed run can save that step again).
+  Every process makes the same choice.
   """
   for step in sorted(mngr.all_steps(), reverse=True):
     state, error = None, None
@@ -55,7 +59,8 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
     why = f'{type(error).__name__}: {str(error)[:300]}' if error else 'failed on another process'
     logging.warning('Checkpoint at step %d in %s is unreadable (%s); falling back to an older '
                     'one.', step, mngr.directory, why)
-    _move_aside(mngr, step)
+    if move_aside:
+      _move_aside(mngr, step)
   return None, None
 
 
@@ -148,7 +153,8 @@ def _check_shared(workdir: str):
 def initialise_from(workdir: str, state, abstract_state):
   """``state`` with the params and model state of the newest checkpoint in ``workdir`` (another
   run of the same model); its step and optimizer state stay fresh."""
-  restored, step = restore_latest(manager(workdir, 1), abstract_state)
+  restored, step = restore_latest(manager(workdir, 1, read_only=True), abstract_state,
+                                  move_aside=False)
   if restored is None:
     raise FileNotFoundError(f'init_from: no readable checkpoint in {workdir}/checkpoints')
   logging.info('Initialised from the checkpoint at step %d in %s', step, workdir)
