@@ -89,6 +89,7 @@ def check_workdir(workdir: str, abstract_state, keep: int) -> None:
   needs a filesystem shared by all hosts), and that its disk has room for ``keep`` checkpoints
   plus the one being written, each estimated as the state's size in bytes.
   """
+  distributed.barrier('check_workdir')  # the run's first collective follows
   error = None
   try:
     _check_writable(workdir)

@@ -15,6 +15,7 @@ every process, or the processes deadlock in the next collective: ``any_process``
 """
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -23,6 +24,7 @@ from absl import flags, logging
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
+import orbax.checkpoint as ocp
 
 MULTIHOST_MODES = ('auto', 'on', 'off')
 
@@ -96,18 +98,28 @@ def broadcast_from_main(value: int) -> int:
   return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
 
 
-def barrier(name: str) -> None:
+_barriers = itertools.count()
+
+
+def barrier(name: str, timeout_s: int = 1800) -> None:
+  """Waits until every process has reached this barrier, for at most ``timeout_s``.
+
+  It uses JAX's coordination service, not a device collective: gloo connects the processes at
+  their first collective and fails if one of them is more than 30 s late (still compiling, say),
+  so processes meet here first, and here they may wait on each other for long.
+  """
   if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)
+    key = f'posemachines_{name}_{next(_barriers)}'  # every barrier needs its own key
+    ocp.multihost.get_barrier_sync_fn()(key=key, timeout_ms=timeout_s * 1000)
 
 
-def main_process_first(fn, name: str):
+def main_process_first(fn, name: str, timeout_s: int = 24 * 3600):
   """Runs ``fn`` on process 0, then on the others (e.g. preparing a dataset in a shared dir)."""
   if jax.process_index() == 0:
     out = fn()
-    barrier(name)
+    barrier(name, timeout_s)
   else:
-    barrier(name)
+    barrier(name, timeout_s)
     out = fn()
   return out
 

@@ -243,3 +243,24 @@ def test_launcher_stops_the_others_when_one_process_fails(tmp_path):
   assert local.wait(procs, grace=5) == 3
   assert time.time() - t0 < 60
   assert [p.returncode for p in procs] == [-signal.SIGTERM, 3, -signal.SIGTERM]
+
+
+_LATE = textwrap.dedent('''
+    import os, sys, time
+    import jax
+    sys.path.insert(0, {root!r})
+    from posemachines import distributed
+    distributed.initialize()
+    jax.devices()
+    if jax.process_index() == 1:
+      time.sleep(35)  # e.g. still compiling: gloo alone gives up after 30 s
+    distributed.barrier('start')
+    print('AGREED', distributed.any_process(jax.process_index() == 1))
+''')
+
+
+def test_a_process_late_for_the_first_collective_is_waited_for(tmp_path):
+  procs = local.start([sys.executable, '-c', _LATE.format(root=ROOT)], 2, log_dir=str(tmp_path))
+  rc = local.wait(procs, grace=5)
+  out = _read_logs(str(tmp_path))
+  assert rc == 0 and all('AGREED True' in o for o in out), out[0][-2000:] + out[1][-2000:]
