@@ -67,9 +67,11 @@ def final_state(workdir: str):
   import orbax.checkpoint as ocp
   ckpts = os.path.join(os.path.abspath(workdir), 'checkpoints')
   step = ocp.CheckpointManager(ckpts).latest_step()
-  # Restored with the shardings it was saved with: this machine, the same devices.
-  state = ocp.PyTreeCheckpointer().restore(os.path.join(ckpts, str(step), 'default'))
-  return step, jax.tree.map(np.asarray, state)
+  path = os.path.join(ckpts, str(step), 'default')
+  checkpointer = ocp.PyTreeCheckpointer()
+  tree = checkpointer.metadata(path).item_metadata.tree
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  return step, checkpointer.restore(path, restore_args=as_numpy)  # on any devices
 
 
 def compare(a, b) -> dict:
@@ -96,6 +98,8 @@ def main(argv=None):
   parser.add_argument('--num_processes', type=int, default=1)
   parser.add_argument('--devices_per_process', type=int, default=1)
   parser.add_argument('--grace', type=float, default=10.0)
+  parser.add_argument('--compare_only', action='store_true',
+                      help='only compare the final checkpoints of an earlier soak in --workdir')
   parser.add_argument('train_args', nargs=argparse.REMAINDER)
   args = parser.parse_args(argv)
   train_args = args.train_args[1:] if args.train_args[:1] == ['--'] else args.train_args
@@ -111,25 +115,29 @@ def main(argv=None):
     return [sys.executable, '-m', 'posemachines.train', *train_args,
             f'--workdir={os.path.join(args.workdir, name)}']
 
-  t0 = time.time()
-  run(command('reference'), args, os.path.join(args.workdir, 'reference'))
-  reference_s = time.time() - t0
-  kills, t0 = [], time.time()
   killed_dir = os.path.join(args.workdir, 'killed')
-  for target in targets:
-    if max(logged_steps(killed_dir), default=0) >= target:
-      continue  # the previous kill landed past this step
-    kill = run(command('killed'), args, killed_dir, kill_at=target, rng=rng)
-    kills.append(kill)
-    print('killed:', kill, flush=True)
-  run(command('killed'), args, killed_dir)
-  killed_s = time.time() - t0
+  kills_file = os.path.join(args.workdir, 'kills.jsonl')
+  reference_s = killed_s = None
+  if not args.compare_only:
+    t0 = time.time()
+    run(command('reference'), args, os.path.join(args.workdir, 'reference'))
+    reference_s, t0 = round(time.time() - t0, 1), time.time()
+    for target in targets:
+      if max(logged_steps(killed_dir), default=0) >= target:
+        continue  # the previous kill landed past this step
+      kill = run(command('killed'), args, killed_dir, kill_at=target, rng=rng)
+      with open(kills_file, 'a') as f:
+        f.write(json.dumps(kill) + '\n')
+      print('killed:', kill, flush=True)
+    run(command('killed'), args, killed_dir)
+    killed_s = round(time.time() - t0, 1)
+  kills = [json.loads(l) for l in open(kills_file)] if os.path.exists(kills_file) else []
   (step_a, a), (step_b, b) = (final_state(os.path.join(args.workdir, n))
                               for n in ('reference', 'killed'))
   report = {'train_args': train_args, 'num_processes': args.num_processes,
             'devices_per_process': args.devices_per_process, 'kills': kills,
             'final_steps': [step_a, step_b], **compare(a, b),
-            'reference_seconds': round(reference_s, 1), 'killed_run_seconds': round(killed_s, 1)}
+            'reference_seconds': reference_s, 'killed_run_seconds': killed_s}
   report['bit_identical'] = step_a == step_b and all(
       v['bit_identical'] for k, v in report.items() if k in ('params', 'opt_state', 'model_state'))
   with open(os.path.join(args.workdir, 'soak.json'), 'w') as f:
