@@ -144,8 +144,9 @@ def figure(summaries, scores, path: str):
   visibility.draw_precision_recall(right, curves, "visibility from the last output's maxima")
   chance = np.mean(next(iter(curves.values()))[1])
   right.axhline(chance, ls='--', lw=1, color='grey')
-  right.text(0.99, chance, f'chance {100 * chance:.1f}', ha='right', va='bottom', fontsize=8,
+  right.text(0.01, chance, f'chance {100 * chance:.1f}', ha='left', va='bottom', fontsize=8,
              color='grey')
+  right.legend(fontsize=8, loc='upper right')
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
