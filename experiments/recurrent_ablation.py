@@ -133,6 +133,7 @@ def figure(summaries, scores, path: str):
     left.plot(range(n_out), [100 * p for p in s['pckh']], marker='o', label=s['name'])
   left.set_xticks(range(n_out), ticks)
   left.set_ylabel('PCKh@0.5 (%)')
+  left.set_ylim(0, max(100 * max(s['pckh']) for s in summaries) + 5)
   left.set_title('accuracy after each output', fontsize=10)
   left.grid(alpha=0.3)
   left.legend(fontsize=8)
