@@ -133,6 +133,7 @@ def figure(summaries, scores, path: str):
     left.plot(range(n_out), [100 * p for p in s['pckh']], marker='o', label=s['name'])
   left.set_xticks(range(n_out), ticks)
   left.set_ylabel('PCKh@0.5 (%)')
+  left.set_ylim(0, max(100 * max(s['pckh']) for s in summaries) + 5)
   left.set_title('accuracy after each output', fontsize=10)
   left.grid(alpha=0.3)
   left.legend(fontsize=8)
@@ -144,8 +145,9 @@ def figure(summaries, scores, path: str):
   visibility.draw_precision_recall(right, curves, "visibility from the last output's maxima")
   chance = np.mean(next(iter(curves.values()))[1])
   right.axhline(chance, ls='--', lw=1, color='grey')
-  right.text(0.99, chance, f'chance {100 * chance:.1f}', ha='right', va='bottom', fontsize=8,
+  right.text(0.01, chance, f'chance {100 * chance:.1f}', ha='left', va='bottom', fontsize=8,
              color='grey')
+  right.legend(fontsize=8, loc='upper right')
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

@@ -130,9 +130,9 @@ def recurrent_small() -> ml_collections.ConfigDict:
   c.optim.update(dict(name='adam', learning_rate=3e-3, schedule='cosine', warmup_steps=100,
                       weight_decay=0.0))
   c.batch_size = 16
-  c.num_train_steps = 1500
+  c.num_train_steps = 600
   c.log_every_steps = 20
-  c.eval_every_steps = 500
+  c.eval_every_steps = 200
   c.checkpoint_every_steps = 250
   c.eval_batch_size = 50
   return c
