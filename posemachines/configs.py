@@ -69,18 +69,25 @@ def cpm_small() -> ml_collections.ConfigDict:
       stage_feature_kernel=3, stage_feature_width=16,
       stage_kernels=(5, 5, 5, 1), stage_widths=(48, 48, 48, 48),
       dropout_rate=0.0, weight_init='he'))
+  # The person fills more of the crop than in the release (vertical extent 78 of 96 px, not 56),
+  # with milder augmentation: at 96x96 and stride 4 the PCKh@0.5 threshold of a 56 px person is
+  # under one map pixel and its limbs are 2-3 px wide. Measured over 1,500 steps (batch 16):
+  # 44% PCKh@0.5 with the release's settings, 75% with target_dist 1.5 and this augmentation.
   c.data.update(dict(dataset='synthetic_people', crop_size=96, max_shift=10.0, cache=True,
-                     max_others=1))
+                     max_others=1, target_dist=1.65, scale_min=0.85, scale_max=1.15,
+                     max_rotation=15.0))
   # Peaks wider than the release's relative width: 7 * 96 / 368 = 1.8 px is under half a map pixel
   # at stride 4, and reached 10% PCKh@0.5 after 500 steps where 4-7 px reached 28-29%.
   c.targets.update(dict(sigma=7.0, center_sigma=21.0 * 96 / 368))
   c.optim.update(dict(name='adam', learning_rate=3e-3, schedule='cosine', warmup_steps=100,
                       weight_decay=0.0, stage1_lr_mult=1.0, bias_lr_mult=1.0))
-  c.batch_size = 16
-  c.num_train_steps = 1500
+  # Batch 8 for twice the updates of batch 16 on the same images: 70.6% against 59.4% PCKh@0.5
+  # after 8,000 images, 85.0% against 77.8% after 16,000 (target_dist 1.5, cosine over 24,000).
+  c.batch_size = 8
+  c.num_train_steps = 2000
   c.log_every_steps = 20
-  c.eval_every_steps = 500
-  c.checkpoint_every_steps = 250
+  c.eval_every_steps = 1000
+  c.checkpoint_every_steps = 500
   c.num_eval_examples = -1
   c.eval_batch_size = 50
   return c
