@@ -107,7 +107,7 @@ def test_left_and_right_follow_the_facing_direction():
     sign = 1 if debug['facing_camera'] else -1
     assert sign * (j[J['l_shoulder'], 0] - j[J['r_shoulder'], 0]) > 0
     assert sign * (j[J['l_hip'], 0] - j[J['r_hip'], 0]) > 0
-  assert 0 < sum(facings) < len(facings)
+  assert 0.6 * len(facings) <= sum(facings) <= 0.9 * len(facings)  # three in four, by design
 
 
 def test_others():

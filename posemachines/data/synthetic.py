@@ -4,9 +4,10 @@ Every image shows one primary, fully annotated capsule figure in a random articu
 cluttered background. The figure's left and right limbs look alike; only global cues tell them
 apart: a figure facing the camera (three in four do) has a face and marks on the front of its
 torso (its left limbs appear on the image's right), a figure facing away shows plain hair and a
-plain back (its left limbs appear on the image's left). Occluders hide some joints (``joints_visible`` False), a second figure
-may stand beside the primary one (its joints go into ``others``) and stray limb-like segments add
-distractions, so that a model has to use context, as with real photographs.
+plain back (its left limbs appear on the image's left). Occluders hide some joints
+(``joints_visible`` False), a second figure may stand beside the primary one (its joints go into
+``others``) and stray limb-like segments add distractions, so that a model has to use context, as
+with real photographs.
 
 Examples are a pure function of (seed, split, index): ``render_example`` draws one, and the
 ``SyntheticPeople`` builder stores a whole split without downloading anything.
@@ -434,8 +435,8 @@ def _draw_arms(canvas: _Canvas, fig: dict, look: dict, w: dict) -> None:
 def _front_mark(canvas: _Canvas, fig: dict, look: dict, up, side) -> None:
   """The cues on the front of the torso: a V neckline, a chest emblem and a belt buckle.
 
-  They are drawn large enough to survive the default 96x96 crops, where a figure is about 70 px
-  tall; at a third of this size a small CPM did not learn to tell the two facings apart.
+  Each is a few pixels across in the default 96x96 crops, where a standing figure is about 80 px
+  tall (the buttons they replace were under one pixel).
   """
   j, h = fig['j'], fig['height']
   t = j['thorax']
@@ -638,8 +639,8 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version('1.1.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.',
-                   '1.1.0': 'Larger facing cues (V neckline, chest emblem, belt buckle); three in four '
-                            'figures face the camera.'}
+                   '1.1.0': 'Larger facing cues (V neckline, chest emblem, belt buckle); three '
+                            'in four figures face the camera.'}
   BUILDER_CONFIGS = [SyntheticPeopleConfig(name='default')]
   # Where tfds looks for a checksums file, set directly so that no package-resource lookup runs.
   code_path = epath.Path(__file__)
