@@ -7,7 +7,7 @@ to the project's default config do not change these runs.
 """
 import ml_collections
 
-from posemachines import configs
+from posemachines.core import configs
 
 
 def get_config():

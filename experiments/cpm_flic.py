@@ -3,7 +3,7 @@
 Trains on FLIC's 3,987 training people (labels made person-centric as the release did) and
 evaluates PCK on its 1,016 test people. Paper: PCK@0.2 elbows 97.59, wrists 95.03.
 """
-from posemachines import configs
+from posemachines.core import configs
 
 
 def get_config():

@@ -4,7 +4,7 @@ As the release trained it: LSP's 1,000 training people and LSP-extended's 10,000
 proportion to their sizes, in the model's 14-part order; evaluated on LSP's 1,000 test people.
 Paper: 84.32 PCK@0.2.
 """
-from posemachines import configs
+from posemachines.core import configs
 
 
 def get_config():

@@ -4,7 +4,7 @@ Trains on MPII's train people (the standard 2,958 validation people held out) an
 PCKh on the validation people. The archives are read from --config.data.manual_dir (see
 posemachines/data/mpii.py). Paper: 87.95 PCKh@0.5 on MPII test.
 """
-from posemachines import configs
+from posemachines.core import configs
 
 
 def get_config():

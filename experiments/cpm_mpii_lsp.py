@@ -6,7 +6,7 @@ Evaluates PCKh on MPII validation; for the LSP figure use
 --config.data.eval_dataset=lsp --config.data.eval_split=test.
 Paper: 88.52 PCKh@0.5 on MPII test, 90.5 PCK@0.2 on LSP.
 """
-from posemachines import configs
+from posemachines.core import configs
 
 
 def get_config():

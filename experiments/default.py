@@ -1,5 +1,5 @@
 """The default: a small 3-stage CPM on built-in synthetic people, minutes on a laptop CPU."""
-from posemachines import configs
+from posemachines.core import configs
 
 
 def get_config():

@@ -10,7 +10,7 @@ their ratios at the first and last recordings.
 """
 from absl import app, flags
 
-from posemachines import analyses
+from posemachines.analyses import runner as analyses
 
 
 def main(argv):

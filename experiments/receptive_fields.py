@@ -10,7 +10,7 @@ receptive_fields.{md,json,png} into --workdir; finished runs are skipped.
 """
 from absl import app, flags
 
-from posemachines import analyses
+from posemachines.analyses import runner as analyses
 
 flags.DEFINE_list('kernels', ['3:1', '3:3', '7:7'], 'TRUNK:STAGE kernel sizes.')
 

@@ -30,7 +30,8 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from posemachines import train, visibility
+from posemachines.training import loop as train
+from posemachines.evaluation import visibility
 
 VARIANTS = (('include', True), ('include', False), ('exclude', True), ('ignore', True))
 DEFAULT_STEPS = 200
@@ -76,7 +77,7 @@ def run_variant(config, workdir: str, name: str):
     raise SystemExit(f'Stopped during {name}; rerun the same command to resume.')
   # The evaluation again, keeping every part's score for the precision-recall curves.
   mesh = train.make_mesh()
-  eval_fn = train.build(config, mesh)[-1]
+  eval_fn = train.build(config, mesh).eval_step
   result = train.run_evaluation(config, state.variables, eval_fn, mesh, keep_predictions=True)
   scores = {'scores': result['predictions'][..., 2], 'visible': result['visible'],
             'annotated': result['annotated']}

@@ -3,7 +3,7 @@
 Trains on LSP's 1,000 training people and tests on its 1,000 test people; add LSP-extended with
 --config.data.dataset=lsp+lsp_extended (and about 11x the steps).
 """
-from posemachines import configs
+from posemachines.core import configs
 
 
 def get_config():

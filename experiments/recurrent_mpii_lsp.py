@@ -3,7 +3,7 @@ Table IV: 2 iterations, 85.2 PCK@0.2), 14 keypoints at 248x248.
 
 The two training sets are drawn in proportion to their sizes (--config.data.mixture_weights).
 """
-from posemachines import configs
+from posemachines.core import configs
 
 
 def get_config():

@@ -1,5 +1,5 @@
 """The small recurrent pose model (2 iterations, limb heatmaps) on built-in synthetic people."""
-from posemachines import configs
+from posemachines.core import configs
 
 
 def get_config():

@@ -13,7 +13,8 @@ runs are skipped.
 """
 from absl import app, flags
 
-from posemachines import analyses, schemes
+from posemachines.analyses import runner as analyses
+from posemachines.training import schemes
 
 flags.DEFINE_list('schemes', list(schemes.SCHEMES), 'Schemes to train.')
 

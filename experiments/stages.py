@@ -9,7 +9,7 @@ config, e.g. --config=experiments/cpm_mpii.py --config.data.manual_dir=DIR
 """
 from absl import app, flags
 
-from posemachines import analyses
+from posemachines.analyses import runner as analyses
 
 flags.DEFINE_list('stages', ['1', '2', '3', '4', '5', '6'], 'Numbers of stages to train.')
 

@@ -1,142 +1,23 @@
-"""Training schemes of CPM Fig. 6b, selected by ``config.scheme``.
+"""``python -m posemachines.schemes``: training schemes of CPM Fig. 6b, selected by ``config.scheme``.
 
-  joint               all stages together, every stage's loss (intermediate supervision)
-  stagewise           stage t trained in turn (t = 1..T) on its own loss, earlier stages frozen
-  stagewise_finetune  stagewise, then joint training with intermediate supervision from it
-  final_only          all stages together on the final stage's loss only
-
-A scheme is a chain of phases; each phase is an ordinary ``train.train_and_evaluate`` run in its
-own workdir with ``frozen``, ``loss.stage_weights`` and ``num_train_steps`` set, initialised
-(``init_from``) from the previous phase's last checkpoint.
-
-Stage-wise training and the shared image features: x' (the ``features`` module) first feeds
-stage 2, so it is trained with stage 2 (phase 2) and frozen from phase 3 on, like the stage-2
-layers. Phase t trains ``stage{t}`` (and ``features`` when t = 2) and freezes every other module.
-
-  python -m posemachines.schemes --config=experiments/analyses_cpu.py --config.scheme=stagewise \
-      --workdir=workdirs/stagewise
+Flags and the entry point; the work is done in posemachines/training/schemes.py.
 """
 from __future__ import annotations
 
-import dataclasses
-import os
-
 from absl import app, flags
-import ml_collections
-from ml_collections import config_flags
 
-SCHEMES = ('joint', 'stagewise', 'stagewise_finetune', 'final_only')
-DESCRIPTIONS = {
-    'joint': '(i) joint, intermediate supervision',
-    'stagewise': '(ii) stage-wise',
-    'stagewise_finetune': '(iii) stage-wise + joint fine-tuning',
-    'final_only': '(iv) joint, final-stage loss only',
-}
-
-
-@dataclasses.dataclass
-class Phase:
-  name: str           # workdir name within the scheme's directory
-  config: object      # the run's config (init_from is set by the runner)
-  init_from: str | None = None   # name of the phase whose checkpoint starts this one
-
-
-def module_names(num_stages: int) -> list[str]:
-  return ['stage1'] + (['features'] if num_stages > 1 else []) + [
-      f'stage{t}' for t in range(2, num_stages + 1)]
-
-
-def trained_in_phase(t: int) -> list[str]:
-  """Modules that stage-wise phase t trains; the shared features x' go with stage 2."""
-  return ['stage1'] if t == 1 else ['features', 'stage2'] if t == 2 else [f'stage{t}']
-
-
-def _derive(config, **fields):
-  c = config.copy_and_resolve_references()
-  with c.unlocked():
-    for k, v in fields.items():
-      node = c
-      *path, last = k.split('.')
-      for p in path:
-        if p not in node:
-          node[p] = ml_collections.ConfigDict()
-        node = node[p]
-      node[last] = v
-  return c
-
-
-def stage_steps(config) -> int:
-  """Steps of each stage-wise phase: config.schemes.stage_steps, else an equal share of
-  num_train_steps (so the stage-wise scheme makes as many updates as the joint one)."""
-  s = config.get('schemes', {}).get('stage_steps', 0)
-  return int(s) or max(config.num_train_steps // config.model.num_stages, 1)
-
-
-def finetune_steps(config) -> int:
-  s = config.get('schemes', {}).get('finetune_steps', 0)
-  return int(s) or max(config.num_train_steps // 2, 1)
-
-
-def phases(config, scheme: str | None = None) -> list[Phase]:
-  """The chain of runs that makes up ``scheme`` (default ``config.scheme``)."""
-  scheme = scheme or config.get('scheme', 'joint')
-  num_stages = config.model.num_stages
-  joint = dict(scheme=scheme, frozen=(), init_from='')
-  if scheme == 'joint':
-    return [Phase('joint', _derive(config, **joint, **{
-        'loss.intermediate_supervision': True, 'loss.stage_weights': ()}))]
-  if scheme == 'final_only':
-    return [Phase('final_only', _derive(config, **joint, **{
-        'loss.intermediate_supervision': False, 'loss.stage_weights': ()}))]
-  if scheme not in ('stagewise', 'stagewise_finetune'):
-    raise ValueError(f'Unknown scheme {scheme!r} (config.scheme); use one of {SCHEMES}')
-  out = []
-  for t in range(1, num_stages + 1):
-    weights = tuple(float(s == t) for s in range(1, num_stages + 1))
-    frozen = tuple(m for m in module_names(num_stages) if m not in trained_in_phase(t))
-    # Named 'stagewise' in both stage-wise schemes, so the two can share these runs.
-    out.append(Phase(f'stage{t}', _derive(config, scheme='stagewise', frozen=frozen, init_from='',
-                                          num_train_steps=stage_steps(config), **{
-                                              'loss.stage_weights': weights}),
-                     out[-1].name if out else None))
-  if scheme == 'stagewise_finetune':
-    out.append(Phase('finetune', _derive(config, scheme=scheme, frozen=(), init_from='',
-                                         num_train_steps=finetune_steps(config), **{
-                                             'loss.intermediate_supervision': True,
-                                             'loss.stage_weights': ()}),
-                     out[-1].name))
-  return out
-
-
-def run(config, workdir: str, scheme: str | None = None, runner=None):
-  """Runs (or resumes) every phase of the scheme under ``workdir``; returns [(phase, result)].
-
-  ``runner(config, workdir, label) -> (workdir used, result)`` trains one phase (default:
-  analyses.run_once, which skips a finished phase and resumes an unfinished one).
-  """
-  from posemachines import analyses
-  runner = runner or analyses.run_once
-  done = {}
-  results = []
-  for phase in phases(config, scheme):
-    c = phase.config
-    if phase.init_from:
-      c = _derive(c, init_from=os.path.abspath(done[phase.init_from]))
-    d, result = runner(c, os.path.join(workdir, phase.name), phase.name)
-    results.append((phase.name, result))
-    done[phase.name] = d
-  return results
+from posemachines.core import config_files, errors
+from posemachines.training import schemes as schemes_lib
 
 
 def main(argv):
   del argv
-  for name, result in run(flags.FLAGS.config, flags.FLAGS.workdir):
+  for name, result in schemes_lib.run(flags.FLAGS.config, flags.FLAGS.workdir):
     stages = ' '.join(f's{s["stage"]}={100 * s["pck@0.5"]:.1f}' for s in result['stages'])
     print(f'{name}: PCK@0.5 per stage {stages}')
 
 
 if __name__ == '__main__':
-  config_flags.DEFINE_config_file('config', 'experiments/analyses_cpu.py', 'Experiment config.',
-                                  lock_config=False)
+  config_files.define_config_flag('analyses_cpu', lock=False)
   flags.DEFINE_string('workdir', 'workdirs/scheme', 'One sub-directory per phase.')
-  app.run(main)
+  app.run(errors.exit_on_user_error(main, 'posemachines.schemes'))

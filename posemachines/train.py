@@ -1,37 +1,23 @@
-"""Training: ``python -m posemachines.train --config=experiments/NAME.py --workdir=DIR``.
+"""Training: ``python -m posemachines.train --config=NAME_OR_FILE --workdir=DIR``.
 
 With no flags it trains the default small CPM on built-in synthetic people into ./workdirs/default.
-The step is jitted over a 1-D ('data',) mesh of every device of every process: params replicated,
-batch split, so BatchNorm-style statistics and the gradient mean are over the global batch.
-Several processes (hosts) are connected by posemachines/distributed.py; they stop together on
-SIGTERM and resume exactly from the step they saved.
+Flags and the entry point; the loop is posemachines/training/loop.py.
 """
 from __future__ import annotations
 
-import functools
-import json
 import logging as std_logging
 import os
-import time
 
 from absl import app, flags, logging
 import jax
-import jax.numpy as jnp
-import numpy as np
-import tqdm
-from ml_collections import config_flags
 
-from posemachines import (checkpoint, distributed, evaluate, gradients, models, optim, skeleton,
-                          visibility)
-from posemachines.step import TrainState, eval_step, split_variables, train_step
-from posemachines import metrics_writer
-from posemachines.data import pipeline, registry
+from posemachines.core import config_files, errors
+from posemachines.training import distributed, loop
 
 
 def define_flags():
   """Command-line flags, defined only when this module runs as the program."""
-  config_flags.DEFINE_config_file('config', 'experiments/default.py', 'Experiment config file.',
-                                  lock_config=True)
+  config_files.define_config_flag('default')
   flags.DEFINE_string('workdir', 'workdirs/default', 'Checkpoints, logs and pictures.')
   flags.DEFINE_bool('library_logs', False, 'Also show the INFO/WARNING logs of jax, orbax and '
                     'tensorflow-datasets (by default only posemachines logs and errors show).')
@@ -45,218 +31,6 @@ class OwnLogsOnly(std_logging.Filter):
     return record.levelno >= std_logging.ERROR or f'{os.sep}posemachines{os.sep}' in record.pathname
 
 
-def make_mesh(devices=None):
-  """A 1-D ('data',) mesh over ``devices`` (default: every device of every process)."""
-  devices = jax.devices() if devices is None else devices
-  return jax.sharding.Mesh(np.asarray(devices), ('data',),
-                           axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def shard_batch(batch, mesh):
-  """Host-local numpy batch -> global jax.Arrays split along 'data' across every process."""
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
-
-
-def init_state(config, model, tx, mesh):
-  crop = config.data.crop_size
-  x = jnp.zeros((1, crop, crop, 3))
-  c = jnp.zeros((1, crop, crop, 1))
-
-  def init(rng):
-    params, model_state = split_variables(model.init(rng, x, c))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      model_state=model_state)
-
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  abstract = jax.eval_shape(init, jax.random.key(0))
-  shardings = jax.tree.map(lambda _: replicated, abstract)
-  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, shardings)  # restores straight onto this mesh
-  state = jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
-  return state, abstract, shardings
-
-
-def build(config, mesh, frozen=()):
-  """Model, optimizer, jitted train/eval steps and an initial state for ``config``."""
-  model = models.build(config)
-  crop = config.data.crop_size
-  abstract_params, _ = split_variables(jax.eval_shape(
-      model.init, jax.random.key(0), jnp.zeros((1, crop, crop, 3)), jnp.zeros((1, crop, crop, 1))))
-  tx, sched = optim.make(config.optim, abstract_params, config.num_train_steps, frozen)
-  state, abstract, shardings = init_state(config, model, tx, mesh)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  step = jax.jit(functools.partial(train_step, model=model, tx=tx, config=config),
-                 out_shardings=(shardings, replicated), donate_argnums=(0,))
-  ev = jax.jit(functools.partial(eval_step, model=model, config=config),
-               out_shardings=replicated)
-  return model, sched, state, abstract, step, ev
-
-
-def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_predictions=False):
-  """PCKh (or PCK) @0.5 of every stage over the eval split, gathered from every process.
-
-  Where the split labels visibility (both visible and occluded annotated parts), every stage
-  also gets ``visibility_ap``: the AP of its heatmap maxima at telling visible parts from
-  occluded ones (posemachines/visibility.py).
-  """
-  n = config.num_eval_examples if num_examples is None else num_examples
-  if config.eval_batch_size % mesh.devices.size:  # round up to a multiple of the devices
-    config = config.copy_and_resolve_references()
-    with config.unlocked():
-      config.eval_batch_size = -(-config.eval_batch_size // mesh.devices.size) * mesh.devices.size
-  ds = pipeline.eval_dataset(config, jax.process_index(), jax.process_count(), n)
-  dists, ann, norms, preds, indices, scores, vis = [], [], [], [], [], [], []
-  for batch in pipeline.as_numpy(ds):
-    out = jax.device_get(eval_fn(variables, shard_batch(batch, mesh)))
-    keep = out['index'] >= 0
-    dists.append(out['dist'][:, keep])
-    ann.append(out['annotated'][keep])
-    norms.append(out['norm'][keep])
-    indices.append(out['index'][keep])
-    scores.append(out['pred'][:, keep][..., 2])
-    vis.append(out['visible'][keep])
-    if keep_predictions:
-      preds.append(out['pred'][:, keep])
-  dist = np.concatenate(dists, axis=1)
-  annotated, norm = np.concatenate(ann), np.concatenate(norms)
-  score, visible = np.concatenate(scores, axis=1), np.concatenate(vis)
-  with_visibility = visibility.has_labels(visible, annotated)
-  parts = skeleton.get(config.data.parts).parts
-  result = {'num_people': int(dist.shape[1]), 'stages': []}
-  for t in range(dist.shape[0]):
-    per_part, total = evaluate.pck(dist[t], annotated, norm, 0.5)
-    result['stages'].append({'stage': t + 1, 'pck@0.5': total,
-                             'per_part': dict(zip(parts, map(float, per_part)))})
-    if with_visibility:
-      result['stages'][-1]['visibility_ap'] = visibility.visibility_ap(score[t], visible,
-                                                                       annotated)['ap']
-  if with_visibility:
-    result['visibility'] = visibility.visibility_ap(score[-1], visible, annotated)
-  if keep_predictions:
-    result['predictions'] = np.concatenate(preds, axis=1)
-    result['index'] = np.concatenate(indices)
-    result['visible'], result['annotated'] = visible, annotated
-  return result
-
-
-def _format_eval(result):
-  text = ' '.join(f's{s["stage"]}={100 * s["pck@0.5"]:.1f}' for s in result['stages'])
-  if 'visibility' in result:
-    text += f'; visibility AP {100 * result["visibility"]["ap"]:.1f}'
-  return text
-
-
-def _prepare_datasets(config):
-  """Prepares (on first use) every dataset the run trains or evaluates on."""
-  names = set(registry.dataset_names(config)) | {registry.eval_dataset_name(config)}
-  for name in sorted(names):
-    registry.get_builder(config, name)
-
-
-def train_and_evaluate(config, workdir: str):
-  """Trains ``config`` into ``workdir``, resuming from its newest checkpoint if there is one.
-
-  Returns (state, final evaluation), or (state, None) when a SIGTERM to any process stopped the
-  run: then every process has saved the same step and the same command resumes from it.
-  """
-  is_main = jax.process_index() == 0
-  mesh = make_mesh()
-  if config.batch_size % jax.device_count():
-    raise ValueError(f'batch_size {config.batch_size} must be divisible by the '
-                     f'{jax.device_count()} devices')
-  with distributed.StopSignal() as stop:
-    return _train_and_evaluate(config, workdir, mesh, is_main, stop)
-
-
-def _train_and_evaluate(config, workdir, mesh, is_main, stop):
-  # ------------------------------------------------------------------------------ set-up --
-  model, sched, state, abstract, step_fn, eval_fn = build(config, mesh, config.get('frozen', ()))
-  checkpoint.check_workdir(workdir, abstract, config.keep_checkpoints)
-  distributed.main_process_first(lambda: _prepare_datasets(config), 'prepare_data')
-  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
-  restored, start = checkpoint.restore_latest(mngr, abstract)
-  if restored is not None:
-    state = restored
-    logging.info('Resuming from the checkpoint at step %d in %s', start, workdir)
-  elif config.get('init_from'):  # a new run starting from another run's weights
-    state = checkpoint.initialise_from(config.init_from, state, abstract)
-  start = int(state.step)
-  writer = metrics_writer.MetricsWriter(workdir, enabled=is_main)
-  grads = None
-  if gradients.enabled(config):
-    grads = gradients.Recorder(config, model, state.params, workdir, writer, start)
-  if is_main:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-  rng = jax.random.key(config.seed + 1)
-  data = iter(pipeline.as_numpy(pipeline.train_dataset(config, jax.process_index(),
-                                                       jax.process_count(), start)))
-  # ----------------------------------------------------------------------------- training --
-  bar = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=not is_main,
-                  desc='train', unit='step', dynamic_ncols=True)
-  t0, seen = time.time(), 0
-  result = None
-  for step in range(start, config.num_train_steps):
-    batch = shard_batch(next(data), mesh)
-    if grads is not None and grads.due(step):
-      grads.record(step, state, batch, rng)
-    state, metrics = step_fn(state, batch, rng)
-    metrics = jax.device_get(metrics)
-    if not metrics['finite']:
-      bad = [t + 1 for t, v in enumerate(metrics['stage_loss']) if not np.isfinite(v)]
-      where = f'stage {bad[0]} loss' if bad else 'gradients'
-      if config.on_nan != 'skip':
-        raise FloatingPointError(
-            f'Non-finite {where} at step {step + 1}: loss={metrics["loss"]}, '
-            f'per-stage={metrics["stage_loss"].tolist()}. The last good checkpoint is kept in '
-            f'{workdir}; set --config.on_nan=skip to skip such steps.')
-      logging.warning('Skipped step %d: non-finite %s.', step + 1, where)
-    seen += config.batch_size
-    bar.update(1)
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == config.num_train_steps:
-      rate = seen / (time.time() - t0)
-      scalars = {'loss': float(metrics['loss']), 'learning_rate': float(sched(step)),
-                 'grad_norm': float(metrics['grad_norm']), 'images_per_sec': rate}
-      scalars.update({f'loss/stage{t + 1}': float(v)
-                      for t, v in enumerate(metrics['stage_loss'])})
-      writer.write(done, scalars)
-      bar.set_postfix(loss=f'{scalars["loss"]:.4g}', img_s=f'{rate:.1f}')
-      t0, seen = time.time(), 0
-    if done % config.checkpoint_every_steps == 0 or done == config.num_train_steps:
-      checkpoint.save(mngr, done, state, force=True)
-    if stop.requested():  # SIGTERM on any process: every process saves this step and returns
-      if mngr.latest_step() != done:
-        checkpoint.save(mngr, done, state, force=True)
-      mngr.wait_until_finished()
-      bar.close()
-      writer.close()
-      logging.warning('Stopped by SIGTERM after step %d; its checkpoint is in %s. Rerun the same '
-                      'command to resume.', done, workdir)
-      return state, None
-    if done % config.eval_every_steps == 0 or done == config.num_train_steps:
-      result = run_evaluation(config, state.variables, eval_fn, mesh)
-      writer.write(done, {f'eval/{k}/stage{s["stage"]}': s[k] for s in result['stages']
-                          for k in ('pck@0.5', 'visibility_ap') if k in s})
-      if is_main:
-        bar.write(f'step {done}: PCK@0.5 per stage {_format_eval(result)}')
-      t0, seen = time.time(), 0
-  bar.close()
-  mngr.wait_until_finished()
-  # ------------------------------------------------------------------------------ results --
-  if result is None:
-    result = run_evaluation(config, state.variables, eval_fn, mesh)
-  if is_main:
-    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-      json.dump({'step': int(state.step), **result}, f, indent=2)
-  if config.num_pictures and is_main:  # on host copies of the variables: no other process joins
-    from posemachines import plots
-    plots.training_pictures(config, model, jax.device_get(state.variables), workdir)
-  writer.close()
-  return state, result
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -268,14 +42,14 @@ def main(argv):
   config, workdir = FLAGS.config, FLAGS.workdir
   logging.info('Devices: %s; process %d of %d', jax.devices(), jax.process_index(),
                jax.process_count())
-  state, result = train_and_evaluate(config, workdir)
+  state, result = loop.train_and_evaluate(config, workdir)
   if result is None:
     print(f'Stopped by SIGTERM at step {int(state.step)}; checkpoint saved in {workdir}.')
   else:
-    print(f'Final PCK@0.5 per stage: {_format_eval(result)} '
+    print(f'Final PCK@0.5 per stage: {loop.format_eval(result)} '
           f'({result["num_people"]} people, {workdir}/eval.json)')
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(errors.exit_on_user_error(main, 'posemachines.train'))

@@ -8,7 +8,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 def tiny_config(data_dir: str, **overrides):
   """A 2-stage, narrow CPM on 48x48 crops of a tiny synthetic set: seconds per step on CPU."""
-  from posemachines import configs
+  from posemachines.core import configs
   c = configs.cpm_small()
   c.model.update(dict(num_stages=2, trunk_kernels=(3, 3), trunk_widths=(8, 8),
                       trunk_pools=(True, True), stage1_kernels=(3, 1), stage1_widths=(8, 8),
@@ -25,7 +25,7 @@ def tiny_config(data_dir: str, **overrides):
 
 def tiny_recurrent_config(data_dir: str, **overrides):
   """The tiny setting of ``tiny_config`` with a narrow recurrent model (2 iterations, limbs)."""
-  from posemachines import configs
+  from posemachines.core import configs
   base = tiny_config(data_dir)
   c = configs.recurrent_small()
   c.data = base.data
@@ -61,7 +61,7 @@ def tfds_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def trained_workdir(tfds_dir, tmp_path_factory):
   """A workdir holding the tiny CPM trained for 4 steps: checkpoints and config.json."""
-  from posemachines import train
+  from posemachines.training import loop as train
   d = str(tmp_path_factory.mktemp('trained'))
   train.train_and_evaluate(tiny_config(tfds_dir), d)
   return d

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 from posemachines.data import pipeline
 
 BACKGROUND = 40

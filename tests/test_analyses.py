@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from posemachines import analyses, checkpoint, gradients, metrics_writer, models, schemes
-from posemachines import summary, train
+from posemachines import models
+from posemachines.analyses import runner as analyses
+from posemachines.training import checkpoint
+from posemachines.training import gradients
+from posemachines.training import writers as metrics_writer
+from posemachines.training import schemes
+from posemachines.tools import receptive_field
+from posemachines.training import loop as train
 from posemachines.data import pipeline
-from posemachines.step import TrainState, loss_fn
+from posemachines.objectives.per_model import loss_fn
+from posemachines.training.step import TrainState
 from tests.conftest import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +42,8 @@ def test_stagewise_phase_trains_only_its_modules(tfds_dir, tmp_path):
   assert list(phase2.frozen) == ['stage1'] and list(phase2.loss.stage_weights) == [0.0, 1.0]
   # Two real steps of phase 2: stage 1 stays as it was; the features x' and stage 2 train.
   mesh = train.make_mesh()
-  _, _, state, abstract, step, _ = train.build(phase2, mesh, phase2.frozen)
+  built = train.build(phase2, mesh)
+  state, abstract, step = built.state, built.abstract_state, built.train_step
   before = jax.device_get(state.params)
   batch, rng = _batch(phase2, mesh), jax.random.key(0)
   for _ in range(2):
@@ -84,7 +92,8 @@ def _events(workdir):
 def test_gradient_recorder_saves_the_loss_gradients(tfds_dir, tmp_path):
   config = tiny_config(tfds_dir, gradients={'layers': (), 'every_steps': 2, 'at_steps': (3,)})
   mesh = train.make_mesh()
-  model, _, state, _, _, _ = train.build(config, mesh)
+  built = train.build(config, mesh)
+  model, state = built.model, built.state
   writer = metrics_writer.MetricsWriter(str(tmp_path))
   rec = gradients.Recorder(config, model, state.params, str(tmp_path), writer)
   assert [s for s in range(6) if rec.due(s)] == [0, 2, 3, 4]
@@ -149,5 +158,5 @@ def test_receptive_field_variants_keep_parameter_count():
     c = analyses.match_parameters(config, tk, sk, target)
     assert c.model.trunk_kernels == (tk,) * 3 and c.model.stage_kernels == (sk,) * 3 + (1,)
     assert abs(analyses._params(c) - target) < 0.05 * target
-    fields.append(summary.receptive_fields(models.build(c), c.data.crop_size)[-1][0].size)
+    fields.append(receptive_field.receptive_fields(models.build(c), c.data.crop_size)[-1][0].size)
   assert fields[0] < fields[1]

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 import posemachines
-from posemachines import benchmark, configs, models, skeleton
+from posemachines import models
+from posemachines.tools import benchmark
+from posemachines.core import configs
+from posemachines.core import skeleton
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 2

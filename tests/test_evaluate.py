@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from posemachines import mpii_results
+from posemachines.evaluation import mpii_files as mpii_results
+from posemachines.evaluation import runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,11 +37,11 @@ def test_evaluate_command_writes_tables_curves_and_mat_files(trained_workdir, tm
 
 
 def test_unknown_split_is_refused(tfds_dir):
-  from posemachines import evaluate, inference
+  from posemachines.evaluation import inference
   from tests.conftest import tiny_config
   config = tiny_config(tfds_dir)
   model = inference.Model(forward=None, crop_size=48, stride=4, parts='cpm14',
                           target_dist=config.data.target_dist, config=config.to_dict(),
                           source='test')
   with pytest.raises(ValueError, match="has no split 'test'"):
-    evaluate.run(model, config, 'test')
+    runner.run(model, config, 'test')

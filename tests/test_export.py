@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from posemachines import artifact, export, inference
+from posemachines.tools import artifact
+from posemachines.tools import export
+from posemachines.tools import loading
 
 
 @pytest.fixture(scope='module')
@@ -23,8 +25,8 @@ def _crops(n, size=48, seed=0):
 
 
 def test_artifact_outputs_equal_the_checkpoint(trained_workdir, exported):
-  ckpt = inference.load(trained_workdir)
-  art = inference.load(exported)
+  ckpt = loading.load(trained_workdir)
+  art = loading.load(exported)
   assert ckpt.source.endswith('(step 4)')
   forward = jax.jit(ckpt.forward)
   for n in (1, 3):  # the batch size is symbolic: one artifact serves every size
@@ -67,7 +69,7 @@ def test_artifact_loads_without_training_code(exported, trained_workdir, tmp_pat
   env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
   subprocess.run([sys.executable, '-c', script], env=env, cwd=str(tmp_path), check=True,
                  timeout=300)
-  expected = np.asarray(jax.jit(inference.load(trained_workdir).forward)(x))
+  expected = np.asarray(jax.jit(loading.load(trained_workdir).forward)(x))
   np.testing.assert_array_equal(np.load(tmp_path / 'y.npy'), expected)
 
 
@@ -76,22 +78,22 @@ def test_saved_model_matches(exported, trained_workdir):
   model = tf.saved_model.load(os.path.join(exported, 'saved_model'))
   x = _crops(3, seed=3)
   got = model.signatures['serving_default'](crops=tf.constant(x))['output_0'].numpy()
-  expected = np.asarray(jax.jit(inference.load(trained_workdir).forward)(x))
+  expected = np.asarray(jax.jit(loading.load(trained_workdir).forward)(x))
   np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
 def test_bad_model_paths(tmp_path, exported):
   with pytest.raises(FileNotFoundError, match='neither an exported artifact'):
-    inference.load(str(tmp_path))
+    loading.load(str(tmp_path))
   broken = tmp_path / 'broken'
   broken.mkdir()
   for name in (artifact.META, artifact.FUNCTION):
     (broken / name).write_bytes(open(os.path.join(exported, name), 'rb').read())
   np.savez(broken / artifact.PARAMS, nothing=np.zeros(1))
   with pytest.raises(ValueError, match='lacks parameters'):
-    inference.load(str(broken))
+    loading.load(str(broken))
   (tmp_path / 'wd').mkdir()  # a workdir whose training never wrote a checkpoint
   with open(os.path.join(exported, artifact.META)) as f:
     (tmp_path / 'wd' / 'config.json').write_text(json.dumps(json.load(f)['config']))
   with pytest.raises(FileNotFoundError, match='No checkpoint in'):
-    inference.load(str(tmp_path / 'wd'))
+    loading.load(str(tmp_path / 'wd'))

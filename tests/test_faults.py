@@ -15,9 +15,12 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
 
-from posemachines import checkpoint, step, train
+from posemachines.training import checkpoint
+from posemachines.training import step
+from posemachines.training import loop as train
 from posemachines.data import pipeline
 from tests.conftest import tiny_config
+from posemachines.objectives import per_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +38,7 @@ def _logged_steps(path):
 
 def _restorer(config):
   """A function (workdir, step) -> the train state saved there."""
-  abstract = train.build(config, train.make_mesh())[3]
+  abstract = train.build(config, train.make_mesh()).abstract_state
 
   def restore(workdir, step):
     mngr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
@@ -88,7 +91,7 @@ def _inject_nan(monkeypatch, at_step, stage):
   multiplies the stage's loss by NaN on marked batches: the train step sees a NaN exactly as it
   would from a bad batch or a diverging stage.
   """
-  original_data, original_loss = pipeline.train_dataset, step.loss_fn
+  original_data, original_loss = pipeline.train_dataset, per_model.loss_fn
 
   def train_dataset(config, process_index=0, process_count=1, start_step=0):
     ds = original_data(config, process_index, process_count, start_step)
@@ -168,7 +171,7 @@ def test_unwritable_workdir_fails_with_its_name(tmp_path):
 
 
 def test_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path):
-  from posemachines import metrics_writer
+  from posemachines.training import writers as metrics_writer
   path = tmp_path / 'metrics.jsonl'
   path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
   writer = metrics_writer.MetricsWriter(str(tmp_path))

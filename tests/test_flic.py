@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 from posemachines.data import flic
 from posemachines.data import manual
 from tests import marker

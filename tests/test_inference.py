@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from posemachines import inference, skeleton, targets
+from posemachines.evaluation import inference
+from posemachines.core import skeleton
+from posemachines.codec import targets
 from posemachines.data import pipeline
+from posemachines.codec import keypoints
 
 CROP, STRIDE = 96, 4
 SKEL = skeleton.CPM14
@@ -39,10 +42,10 @@ def _view_beliefs(points, center, scale, view_list, sigma=5.0):
 
 
 def _decode(merge, beliefs, center, scale):
-  kp = inference.decode_peaks(merge(beliefs), 1)
+  kp = keypoints.decode_peaks(merge(beliefs), 1)
   base_crop_to_image = pipeline.invert_affine(
       tf.constant(_image_to_crop(center, scale, 1.0, False))).numpy()
-  return np.asarray(inference.to_image(inference.to_image(kp, merge.grid_to_crop),
+  return np.asarray(keypoints.to_image(keypoints.to_image(kp, merge.grid_to_crop),
                                        base_crop_to_image))[0, 0]
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 from posemachines.data import features as features_lib
 from posemachines.data import json_people
 from posemachines.data import report as report_lib

@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 from posemachines.data import lsp
 from posemachines.data import manual
 from posemachines.data import pipeline

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from posemachines import metrics, skeleton
+from posemachines.evaluation import metrics
+from posemachines.core import skeleton
 from posemachines.data import features
 
 INF = np.inf

@@ -215,7 +215,7 @@ def test_missing_files_raise_with_instructions(tmp_path):
 
 
 def test_training_and_validation_run_from_the_fixture(prepared, tmp_path):
-  from posemachines import train
+  from posemachines.training import loop as train
   config = tiny_config(prepared['data_dir'], **{
       'data.dataset': 'mpii', 'data.manual_dir': prepared['manual_dir'],
       'data.mpii_validation_file': prepared['validation_file'], 'data.max_others': 2,

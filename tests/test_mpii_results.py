@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from posemachines import mpii_results, skeleton
+from posemachines.evaluation import mpii_files as mpii_results
+from posemachines.core import skeleton
 from posemachines.data import features, mpii_mat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from posemachines import train
+from posemachines.training import loop as train
 from posemachines.data import pipeline
 from tests.conftest import tiny_config
 
@@ -67,8 +67,10 @@ _RUN = textwrap.dedent('''
     import functools, sys, time
     import jax, numpy as np
     sys.path.insert(0, {root!r})
-    from posemachines import distributed, models, train
-    from posemachines.step import eval_step
+    from posemachines import models
+    from posemachines.training import distributed
+    from posemachines.training import loop as train
+    from posemachines.training.step import eval_step
     sys.path.insert(0, {here!r})
     import tiny
     distributed.initialize()
@@ -133,7 +135,7 @@ def reference_runs(tfds_dir, tmp_path_factory):
     assert rc == 0, out[0][-3000:] + out[-1][-3000:]
     assert all(f'RUN_OK {i} {n} 4' in o for i, o in enumerate(out))
     runs[name] = os.path.join(tmp, name)
-  abstract = train.build(_config(tfds_dir), train.make_mesh())[3]  # restores on 1 device
+  abstract = train.build(_config(tfds_dir), train.make_mesh()).abstract_state  # restores on 1 device
   return tmp, runs, abstract
 
 
@@ -216,7 +218,7 @@ def test_sigterm_to_one_process_stops_both_at_one_saved_step(tfds_dir, reference
 
 
 def test_initialize_is_explicit_or_detected(monkeypatch):
-  from posemachines import distributed
+  from posemachines.training import distributed
   for k in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID', 'SLURM_JOB_ID',
             'TPU_WORKER_HOSTNAMES'):
     monkeypatch.delenv(k, raising=False)

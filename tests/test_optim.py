@@ -3,8 +3,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posemachines import configs, models, optim
-from posemachines.step import split_variables
+from posemachines import models
+from posemachines.core import configs
+from posemachines.training import optim
+from posemachines.training.step import split_variables
 
 
 def _params():

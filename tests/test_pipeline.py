@@ -7,7 +7,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 from posemachines.data import pipeline
 from tests.conftest import tiny_config
 

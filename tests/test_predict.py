@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posemachines import predict
+from posemachines.tools import predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = '/work/shared/data/photos'
@@ -50,7 +50,7 @@ def test_predict_command_on_real_photos_and_a_gif(trained_workdir, tmp_path):
 
 
 def test_overlay_draws_confident_parts_only():
-  from posemachines import skeleton
+  from posemachines.core import skeleton
   image = np.zeros((100, 100, 3), np.uint8)
   skel = skeleton.CPM14
   kp = np.zeros((14, 3))

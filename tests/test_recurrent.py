@@ -9,10 +9,18 @@ import ml_collections
 import numpy as np
 import pytest
 
-from posemachines import (configs, evaluate, inference, losses, models, skeleton, step, targets,
-                          train, visibility)
+from posemachines import models
+from posemachines.core import configs
+from posemachines.objectives import losses
+from posemachines.core import skeleton
+from posemachines.codec import targets
+from posemachines.training import loop as train
+from posemachines.evaluation import visibility
 from posemachines.models.recurrent import RecurrentPose
 from tests.conftest import tiny_recurrent_config
+from posemachines.tools import loading
+from posemachines.objectives import per_model
+from posemachines.codec import keypoints
 
 TINY = dict(num_parts=3, num_limbs=2, kernels=(3, 3, 3, 5, 1, 5, 1), widths=(8,) * 7)
 
@@ -73,7 +81,7 @@ def test_layer_configuration_errors_name_the_field():
 def test_paper_config_summary():
   """248x248 -> 62x62, a third of the CPM's parameters, the scan's iterations in the FLOPs and
   a receptive field that grows with every iteration."""
-  from posemachines import summary
+  from posemachines.tools import summary
   config = configs.recurrent_paper()
   config.data.parts = 'mpii'
   model = models.build(config)
@@ -153,7 +161,7 @@ def test_occlusion_mode_gradient_masks(mode):
   config, model, batch = _occlusion_setup(mode)
   outputs = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16, 3), maxval=4.0)
   grad = lambda b: np.asarray(jax.jit(jax.grad(
-      lambda o: step.recurrent_objective(config, model, o, b).sum()))(outputs))
+      lambda o: per_model.recurrent_objective(config, model, o, b).sum()))(outputs))
   g = grad(batch)
   g_visible = grad({**batch, 'visible': jnp.ones((1, 3))})   # the same person, nothing occluded
   maps = np.asarray(targets.keypoint_heatmaps(batch['keypoints'], 16, 16, 4, 1.3, 12.0))
@@ -181,7 +189,7 @@ def test_occluded_end_makes_a_limb_occluded():
   kp = jnp.tile(jnp.array([[[10.0, 10.0, 1.0]]]), (1, 14, 1)) + jnp.arange(14.)[None, :, None] * \
       jnp.array([3.0, 2.0, 0.0])
   visible = jnp.ones((1, 14)).at[0, 4].set(0.0)                # r_wrist occluded
-  tgt, w = jax.jit(lambda b: step.heatmap_targets(config, model, b, 16, 16))(
+  tgt, w = jax.jit(lambda b: per_model.heatmap_targets(config, model, b, 16, 16))(
       {'keypoints': kp, 'visible': visible})
   limbs = list(skeleton.CPM14.limbs)
   hidden = [14 + i for i, l in enumerate(limbs) if 'r_wrist' in l]
@@ -196,7 +204,7 @@ def test_evaluation_decodes_only_the_keypoint_channels():
   model = RecurrentPose(num_parts=3, num_limbs=2)
   maps = jnp.concatenate([targets.keypoint_heatmaps(kp, 12, 12, 4, 1.3, 12.0),
                           12 * targets.limb_heatmaps(kp, [(0, 1), (1, 2)], 12, 12, 4)], -1)
-  decoded = evaluate.decode_peaks(step.part_beliefs(model, maps), 4)
+  decoded = keypoints.decode_peaks(per_model.part_beliefs(model, maps), 4)
   assert decoded.shape == (1, 3, 3)
   np.testing.assert_allclose(decoded[0, :, :2], kp[0, :, :2], atol=1e-3)
 
@@ -241,11 +249,11 @@ def test_tiny_recurrent_training_run(tfds_dir, tmp_path):
   for name in ('predictions.png', 'stages_0.png', 'limbs_0.png'):
     assert os.path.getsize(tmp_path / 'pictures' / name) > 1000
   # Inference (evaluate, predict, export) sees the keypoint heatmaps and an ignored last channel.
-  model = inference.load_workdir(str(tmp_path))
+  model = loading.load_workdir(str(tmp_path))
   crops = np.zeros((2, 48, 48, 3), np.uint8)
   maps = np.asarray(model.forward(crops))
   assert maps.shape == (3, 2, 12, 12, 15)
-  x, c = step.model_inputs(crops, 48, config.targets.center_sigma)
+  x, c = per_model.model_inputs(crops, 48, config.targets.center_sigma)
   outputs = jax.jit(models.build(config).apply)(model.variables, x, c)
   np.testing.assert_allclose(maps[..., :14], outputs[..., :14], rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(maps[..., 14], 0.0)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from posemachines import models
-from posemachines import summary
+from posemachines.tools import abstract, flops, receptive_field
 from posemachines.models import cpm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,15 +42,15 @@ def _model(name):
 @pytest.mark.parametrize('name,expected', [('cpm_mpii', 31_219_866), ('cpm_flic', 21_323_816)])
 def test_parameter_counts(name, expected):
   model, size = _model(name)
-  per_module = summary.parameters_per_module(model, size)
+  per_module = abstract.parameters_per_module(model, size)
   assert sum(per_module.values()) == expected
-  assert summary.count_parameters(model, size) == expected
+  assert abstract.count_parameters(model, size) == expected
   assert list(per_module)[:3] == ['features', 'stage1', 'stage2']
 
 
 def test_stage_modules_mpii():
   model, size = _model('cpm_mpii')
-  per_module = summary.parameters_per_module(model, size)
+  per_module = abstract.parameters_per_module(model, size)
   # x' trunk: three 9x9 convs (3 -> 128 -> 128 -> 128) with biases.
   assert per_module['features'] == 81 * 3 * 128 + 2 * 81 * 128 * 128 + 3 * 128
   # Stage t >= 2: 5x5 conv 128 -> 32, 11x11 convs 48 -> 128 -> 128 -> 128, 1x1 to 128 and 15.
@@ -63,17 +63,17 @@ def test_stage_modules_mpii():
 def test_stage_output_shapes(name, stages):
   model, size = _model(name)
   parts = 15 if name == 'cpm_mpii' else 10
-  assert summary.stage_output_shapes(model, size) == [(1, 46, 46, parts)] * stages
+  assert abstract.stage_output_shapes(model, size) == [(1, 46, 46, parts)] * stages
 
 
 @pytest.mark.parametrize('name,gflops', [('cpm_mpii', 350.9), ('cpm_flic', 309.0)])
 def test_forward_gflops(name, gflops):
   model, size = _model(name)
-  flops = summary.forward_flops(model, size)
-  assert abs(flops['conv_general_dilated'] / 1e9 - gflops) / gflops < 0.005
-  assert 'dot_general' not in flops
+  counts = flops.forward_flops(model, size)
+  assert abs(counts['conv_general_dilated'] / 1e9 - gflops) / gflops < 0.005
+  assert 'dot_general' not in counts
   # The 1-channel center-map pooling is a window sum, not a convolution: negligible either way.
-  assert flops['reduce_window_sum'] < 1e6
+  assert counts['reduce_window_sum'] < 1e6
 
 
 def test_conv_flops_by_hand():
@@ -81,15 +81,15 @@ def test_conv_flops_by_hand():
   k = jax.ShapeDtypeStruct((5, 5, 3, 8), jnp.float32)
   conv = lambda x, k: jax.lax.conv_general_dilated(
       x, k, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  assert summary.conv_flops(conv, x, k) == 2 * (2 * 5 * 6 * 8) * (5 * 5 * 3)
+  assert flops.conv_flops(conv, x, k) == 2 * (2 * 5 * 6 * 8) * (5 * 5 * 3)
   scanned = lambda x, k: jax.lax.scan(lambda c, _: (c, conv(c, k).sum()), x, None, length=7)
-  assert summary.conv_flops(scanned, x, k) == 7 * summary.conv_flops(conv, x, k)
+  assert flops.conv_flops(scanned, x, k) == 7 * flops.conv_flops(conv, x, k)
   looped = lambda x, k: jax.lax.while_loop(lambda c: c[0] < 4, lambda c: (c[0] + 1, c[1] + conv(
       c[2], k).sum(), c[2]), (0, 0., x))
-  assert summary.conv_flops(looped, x, k) == 4 * summary.conv_flops(conv, x, k)
+  assert flops.conv_flops(looped, x, k) == 4 * flops.conv_flops(conv, x, k)
   dense = lambda x, w: jnp.einsum('bhwc,cd->bhwd', x, w)
   w = jax.ShapeDtypeStruct((3, 4), jnp.float32)
-  assert summary.conv_flops(dense, x, w) == 2 * (2 * 10 * 12 * 4) * 3
+  assert flops.conv_flops(dense, x, w) == 2 * (2 * 10 * 12 * 4) * 3
 
 
 def test_receptive_fields_released_cpm():
@@ -101,7 +101,7 @@ def test_receptive_fields_released_cpm():
     stage t: 167 + 240 (t - 1)                                                          = 647, ...
   """
   model, size = _model('cpm_mpii')
-  fields = summary.receptive_fields(model, size)
+  fields = receptive_field.receptive_fields(model, size)
   assert len(fields) == 6
   for t, (rows, cols) in enumerate(fields):
     assert (rows.axis, cols.axis) == (1, 2)
@@ -123,23 +123,23 @@ def test_receptive_fields_tiny_cpm():
   kw = dict(num_outputs=3, trunk_kernels=(3,), trunk_widths=(4,), trunk_pools=(True,),
             stage1_kernels=(), stage1_widths=(), stage1_dropout=(), stage_feature_kernel=3,
             stage_feature_width=2, stage_kernels=(3, 1), stage_widths=(4, 4), dropout_rate=0.)
-  one = summary.receptive_fields(cpm.CPM(num_stages=1, **kw), 17)
-  assert one == [(summary.Field(5, 2, 1, 1), summary.Field(5, 2, 1, 2))]
-  two = summary.receptive_fields(cpm.CPM(num_stages=2, **kw), (17, 21))
+  one = receptive_field.receptive_fields(cpm.CPM(num_stages=1, **kw), 17)
+  assert one == [(receptive_field.Field(5, 2, 1, 1), receptive_field.Field(5, 2, 1, 2))]
+  two = receptive_field.receptive_fields(cpm.CPM(num_stages=2, **kw), (17, 21))
   assert [f[0].size for f in two] == [5, 13]
   assert [f[0].stride for f in two] == [2, 2]
-  assert summary.stage_output_shapes(cpm.CPM(num_stages=2, **kw), (17, 21)) == [(1, 8, 10, 3)] * 2
+  assert abstract.stage_output_shapes(cpm.CPM(num_stages=2, **kw), (17, 21)) == [(1, 8, 10, 3)] * 2
 
 
 def test_receptive_fields_through_stacked_call():
   """__call__ stacks the stages; unstacking its output gives the same per-stage fields."""
   model, size = _model('cpm_flic')
-  variables = summary.abstract_variables(model, size)
-  inputs = summary.model_inputs(model, size)
-  stacked = summary.output_fields(model.apply, variables, *inputs, spatial_argnums=(1, 2),
+  variables = abstract.abstract_variables(model, size)
+  inputs = abstract.model_inputs(model, size)
+  stacked = receptive_field.output_fields(model.apply, variables, *inputs, spatial_argnums=(1, 2),
                                   unstack=True)
-  assert stacked == summary.receptive_fields(model, size)
-  union, = summary.output_fields(model.apply, variables, *inputs, spatial_argnums=(1, 2))
+  assert stacked == receptive_field.receptive_fields(model, size)
+  union, = receptive_field.output_fields(model.apply, variables, *inputs, spatial_argnums=(1, 2))
   assert union == tuple(dataclasses.replace(f, axis=f.axis + 1) for f in stacked[-1])
 
 
@@ -169,7 +169,7 @@ def _conv(x, k, stride=1, padding='SAME', rhs_dilation=1, lhs_dilation=1):
 ])
 def test_receptive_field_matches_gradient(fn):
   shape = (1, 64, 64, 1)
-  (rows, cols), = summary.output_fields(fn, jax.ShapeDtypeStruct(shape, jnp.float32),
+  (rows, cols), = receptive_field.output_fields(fn, jax.ShapeDtypeStruct(shape, jnp.float32),
                                         spatial_argnums=(0,))
   assert rows == dataclasses.replace(cols, axis=rows.axis)
   row = 5
@@ -184,7 +184,7 @@ def test_receptive_field_transposed_conv(k, s):
   fn = lambda x: jax.lax.conv_transpose(x, jnp.ones((k, k, 1, 1)), (s, s), 'SAME',
                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   shape = (1, 16, 16, 1)
-  (rows, _), = summary.output_fields(fn, jax.ShapeDtypeStruct(shape, jnp.float32),
+  (rows, _), = receptive_field.output_fields(fn, jax.ShapeDtypeStruct(shape, jnp.float32),
                                      spatial_argnums=(0,))
   assert rows.size == math.ceil(k / s) and rows.stride == 1 / s
   widths = [np.subtract(*_empirical_rows(fn, shape, row)[::-1]) + 1 for row in range(8, 8 + s)]
@@ -213,9 +213,9 @@ def test_recurrent_scan_model():
   x = jax.ShapeDtypeStruct((1, 32, 32, 1), jnp.float32)
   variables = jax.eval_shape(functools.partial(model.init, method='stages'), jax.random.key(0), x)
   fn = functools.partial(model.apply, method='stages')
-  fields = summary.output_fields(fn, variables, x)
+  fields = receptive_field.output_fields(fn, variables, x)
   assert [f[0].size for f in fields] == [3, 5, 7, 9]
-  assert summary.conv_flops(fn, variables, x) == 4 * 2 * 32 * 32 * 9
+  assert flops.conv_flops(fn, variables, x) == 4 * 2 * 32 * 32 * 9
 
 
 def test_cli_json():

@@ -3,7 +3,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from posemachines import evaluate, losses, step, targets
+from posemachines.objectives import losses
+from posemachines.codec import targets
+from posemachines.objectives import per_model
+from posemachines.evaluation import metrics
+from posemachines.codec import keypoints
 
 
 def test_peak_lands_on_the_keypoint_and_decodes_back_exactly():
@@ -13,7 +17,7 @@ def test_peak_lands_on_the_keypoint_and_decodes_back_exactly():
   # Map pixel (i, j) is centred on input pixel (4 j + 1.5, 4 i + 1.5).
   i, j = np.unravel_index(np.argmax(maps[0, :, :, 0]), (12, 12))
   assert abs(4 * j + 1.5 - 13.3) <= 2 and abs(4 * i + 1.5 - 20.7) <= 2
-  dec = evaluate.decode_peaks(maps, 4)
+  dec = keypoints.decode_peaks(maps, 4)
   np.testing.assert_allclose(dec[0, :2, :2], kp[0, :2, :2], atol=1e-3)
 
 
@@ -37,7 +41,7 @@ def test_other_people_peak_only_in_stage_one():
   cfg = ml_collections.ConfigDict({'targets': {'sigma': 3.0, 'others_in_stage1': True}})
   batch = {'keypoints': jnp.array([[[8.0, 8.0, 1.0]]]),
            'others': jnp.array([[[[24.0, 24.0, 1.0]]]])}
-  t = step.stage_targets(cfg, batch, 3, 8, 4)
+  t = per_model.stage_targets(cfg, batch, 3, 8, 4)
   assert t.shape == (3, 1, 8, 8, 2)
   assert float(t[0, 0, 6, 6, 0]) > 0.5          # the other person's peak in stage 1
   assert float(t[1, 0, 6, 6, 0]) < 1e-3         # but not in later stages
@@ -65,6 +69,6 @@ def test_stage_losses_match_caffe_euclidean_and_supervision_modes():
 def test_pck_counts_only_annotated_parts():
   dist = np.array([[1.0, 6.0, 100.0], [4.9, 5.1, 0.0]])
   annotated = np.array([[1, 1, 0], [1, 1, 1]])
-  per_part, total = evaluate.pck(dist, annotated, np.array([10.0, 10.0]), 0.5)
+  per_part, total = metrics.pck(dist, annotated, np.array([10.0, 10.0]), 0.5)
   np.testing.assert_allclose(per_part, [1.0, 0.0, 1.0])
   assert total == 3 / 5

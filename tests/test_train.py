@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from posemachines import checkpoint, train
+from posemachines.training import checkpoint
+from posemachines.training import loop as train
 from tests.conftest import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +62,8 @@ def test_corrupt_newest_checkpoint_is_skipped(tfds_dir, tmp_path):
     for f in files:
       with open(os.path.join(root, f), 'wb') as fh:
         fh.write(b'garbage')
-  model, _, _, abstract, _, _ = train.build(config, train.make_mesh())
+  built = train.build(config, train.make_mesh())
+  abstract = built.abstract_state
   state, step = checkpoint.restore_latest(checkpoint.manager(str(tmp_path), 3), abstract)
   assert step == 2 and int(state.step) == 2
 
@@ -76,7 +78,7 @@ def test_non_finite_loss_stops_naming_the_step(tfds_dir, tmp_path):
 _SHARDED = textwrap.dedent('''
     import sys, jax, numpy as np
     sys.path.insert(0, {root!r})
-    from posemachines import train
+    from posemachines.training import loop as train
     from posemachines.data import pipeline
     from tests.conftest import tiny_config, tiny_recurrent_config
     assert jax.device_count() == 8, jax.devices()
@@ -91,7 +93,8 @@ _SHARDED = textwrap.dedent('''
       results = []
       for devices in (jax.devices()[:1], jax.devices()):
         mesh = train.make_mesh(devices)
-        _, _, state, _, step, _ = train.build(config, mesh)
+        built = train.build(config, mesh)
+        state, step = built.state, built.train_step
         for b in batches:
           state, metrics = step(state, train.shard_batch(b, mesh), jax.random.key(0))
         results.append((jax.device_get(state.variables), float(metrics['loss'])))

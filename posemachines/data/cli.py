@@ -4,7 +4,7 @@ from __future__ import annotations
 from absl import flags
 from ml_collections import config_flags
 
-from posemachines import configs
+from posemachines.core import configs
 
 
 def define_flags() -> None:

@@ -23,13 +23,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from posemachines import plots  # noqa: E402
-from posemachines import skeleton  # noqa: E402
-from posemachines import targets  # noqa: E402
+from posemachines.core import skeleton# noqa: E402
+from posemachines.codec import targets# noqa: E402
 from posemachines.data import cli  # noqa: E402
 from posemachines.data import manual  # noqa: E402
 from posemachines.data import pipeline  # noqa: E402
 from posemachines.data import registry  # noqa: E402
+from posemachines.core import drawing
 
 STRIDE = 8
 
@@ -63,7 +63,7 @@ def samples(config, split: str, num: int, augment: bool = True, seed: int = 0) -
   for name in registry.dataset_names(config):
     ds, n, _, parts = pipeline._raw_split(config, split, 0, 1, name)
     fn = pipeline.make_transform_fn(aug, data.parts, data.parts, seed, data.max_others,
-                                    train=augment, fast_decode=data.get('fast_decode', True))
+                                    train=augment, fast_decode=data.fast_decode)
     ds = ds.shuffle(min(n, 256), seed=seed).take(num).enumerate()
     ds = ds.map(lambda i, ex, parts=parts: fn(i, 0, pipeline.to_model_example(
         ex, parts, data.parts)))
@@ -89,7 +89,7 @@ def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 
     for person in others:
       ok = person[:, 2] > 0
       left.scatter(person[ok, 0], person[ok, 1], s=4, c='yellow')
-    plots.draw_skeleton(left, kp, skel, kp[:, 2])
+    drawing.draw_skeleton(left, kp, skel, kp[:, 2])
     hidden = (kp[:, 2] > 0) & (ex['visible'] == 0)
     left.scatter(kp[hidden, 0], kp[hidden, 1], s=40, facecolors='none', edgecolors='white',
                  linewidths=1.0, zorder=4)

@@ -56,7 +56,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 from posemachines.data import features as features_lib
 from posemachines.data import report as report_lib
 

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 from posemachines.data import features as features_lib
 from posemachines.data import manual
 from posemachines.data import report as report_lib

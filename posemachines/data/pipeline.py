@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 from posemachines.data import decode
 from posemachines.data import registry
 
@@ -243,7 +243,7 @@ def train_dataset(config, process_index: int = 0, process_count: int = 1, start_
   batch = config.batch_size // process_count
   first = start_step * config.batch_size
   aug = Augment.from_config(data, train=True)
-  fast = data.get('fast_decode', True)
+  fast = data.fast_decode
   names = registry.dataset_names(config)
   if len(names) == 1:
     ds, n, start, src_parts = _raw_split(config, data.train_split, name=names[0])
@@ -293,7 +293,7 @@ def eval_dataset(config, process_index: int = 0, process_count: int = 1,
   padded = -(-largest // batch) * batch  # every share padded to the largest, in full batches
   fn = make_transform_fn(Augment.from_config(data, train=False), src_parts, data.parts,
                          config.seed, data.max_others, train=False,
-                         fast_decode=data.get('fast_decode', True))
+                         fast_decode=data.fast_decode)
   ds = ds.enumerate(start=start)
   filler = ds.take(1).map(lambda i, ex: (tf.constant(-1, tf.int64), ex)).repeat()
   ds = ds.concatenate(filler).take(padded)

@@ -36,7 +36,7 @@ def dataset_names(config) -> list[str]:
 
 def eval_dataset_name(config) -> str:
   names = dataset_names(config)
-  name = config.data.get('eval_dataset') or names[0]
+  name = config.data.eval_dataset or names[0]
   if name not in DATASETS:
     raise ValueError(f'config.data.eval_dataset {name!r} is not one of {", ".join(DATASETS)}')
   return name
@@ -44,7 +44,7 @@ def eval_dataset_name(config) -> str:
 
 def mixture_weights(config, sizes: list[int]) -> list[float]:
   """The sampling weight of each component (normalised); default proportional to ``sizes``."""
-  weights = tuple(config.data.get('mixture_weights') or ())
+  weights = tuple(config.data.mixture_weights or ())
   if not weights:
     weights = tuple(float(s) for s in sizes)
   if len(weights) != len(sizes):
@@ -64,7 +64,7 @@ def get_builder(config, name: str | None = None):
   """
   data = config.data
   name = name or eval_dataset_name(config)
-  manual_dir = data.get('manual_dir') or None
+  manual_dir = data.manual_dir or None
   if name == 'synthetic_people':
     from posemachines.data import synthetic
     return synthetic.builder(data_dir(config), image_size=data.synthetic_image_size,
@@ -74,12 +74,12 @@ def get_builder(config, name: str | None = None):
   if name == 'json_people':
     from posemachines.data import json_people
     return json_people.builder(data.annotations, data_dir(config),
-                               image_dir=data.get('image_dir') or None,
-                               validation_fraction=data.get('validation_fraction', 0.0))
+                               image_dir=data.image_dir or None,
+                               validation_fraction=data.validation_fraction)
   if name == 'mpii':
     from posemachines.data import mpii
     return mpii.builder(data_dir(config), manual_dir,
-                        validation_file=data.get('mpii_validation_file') or '')
+                        validation_file=data.mpii_validation_file or '')
   if name in ('lsp', 'lsp_extended'):
     from posemachines.data import lsp
     return lsp.builder(name, data_dir(config), manual_dir)

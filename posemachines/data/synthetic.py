@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 import tensorflow_datasets as tfds
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 from posemachines.data import features as features_lib
 
 _SS = 2  # supersampling factor of the drawing canvas

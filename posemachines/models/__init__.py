@@ -1,6 +1,6 @@
 """Pose models: the Convolutional Pose Machine and the recurrent pose model."""
 
-from posemachines import skeleton
+from posemachines.core import skeleton
 
 MODELS = ('cpm', 'recurrent')
 
@@ -17,7 +17,7 @@ def build(config):
     return cpm.from_config(config.model, skel.num_parts + 1)
   if config.model.name == 'recurrent':
     from posemachines.models import recurrent
-    num_limbs = len(skel.limbs) if config.model.get('limb_heatmaps', False) else 0
+    num_limbs = len(skel.limbs) if config.model.limb_heatmaps else 0
     return recurrent.from_config(config.model, skel.num_parts, num_limbs)
   raise ValueError(f'Unknown model {config.model.name!r} (config.model.name); '
                    f'known: {", ".join(MODELS)}')

@@ -17,7 +17,8 @@ import collections
 
 import numpy as np
 
-from posemachines import metrics, skeleton
+from posemachines.evaluation import metrics
+from posemachines.core import skeleton
 from posemachines.data import features, mpii_mat
 
 NO_POINTS = 'ground truth has no labelled part'

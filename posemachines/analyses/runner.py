@@ -16,51 +16,21 @@ The commands are experiments/{stages,schemes,gradients,receptive_fields}.py.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
-import time
 
 import numpy as np
 
-from posemachines import gradients, schemes
+from posemachines import models
+from posemachines.core import overrides
+from posemachines.training.runs import digest, finished, run_once  # noqa: F401
+from posemachines.tools import abstract, receptive_field
+from posemachines.training import gradients, schemes
 
-_derive = schemes._derive  # noqa: SLF001  (one helper for copying a config with new fields)
+_derive = overrides.derive
 
 
 # ---------------------------------------------------------------------------------- runs --
-
-def digest(config) -> str:
-  return hashlib.sha1(config.to_json_best_effort(sort_keys=True).encode()).hexdigest()[:10]
-
-
-def finished(config, workdir: str):
-  """The run's eval.json if it trained all its steps, else None."""
-  path = os.path.join(workdir, 'eval.json')
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    result = json.load(f)
-  return result if result.get('step') == config.num_train_steps else None
-
-
-def run_once(config, workdir: str, label: str = ''):
-  """Trains ``config`` in ``workdir`` unless it has finished there; (workdir, eval result)."""
-  result = finished(config, workdir)
-  if result is not None:
-    print(f'  {label or workdir}: finished earlier ({workdir})', flush=True)
-    return workdir, result
-  from posemachines import train
-  os.makedirs(workdir, exist_ok=True)
-  print(f'  {label or workdir}: training {config.num_train_steps} steps in {workdir}', flush=True)
-  t0 = time.time()
-  _, result = train.train_and_evaluate(config, workdir)
-  if result is None:  # stopped by a signal; its checkpoint is saved
-    raise SystemExit(f'Stopped during {label}; rerun the same command to resume.')
-  with open(os.path.join(workdir, 'wall_time.json'), 'w') as f:
-    json.dump({'seconds': time.time() - t0}, f)
-  return workdir, result
-
 
 class Runs:
   """Runs shared by the analyses: ``runs(config, _, label)`` -> (workdir, result)."""
@@ -125,7 +95,6 @@ def _eval_people(config):
 
 def stages(config, outdir: str, runs: Runs, num_stages=(1, 2, 3, 4, 5, 6)):
   """Fig. 6c: one joint run (intermediate supervision) per number of stages."""
-  from posemachines import models, summary
   rows = []
   for t in num_stages:
     c = schemes.phases(_derive(config, **{'model.num_stages': t}), 'joint')[0].config
@@ -134,7 +103,7 @@ def stages(config, outdir: str, runs: Runs, num_stages=(1, 2, 3, 4, 5, 6)):
     rows.append({'num_stages': t, 'workdir': d, 'pck_per_stage': [pck(result, s) for s in
                                                                  range(t)],
                  'per_part': result['stages'][-1]['per_part'],
-                 'parameters': summary.count_parameters(model, c.data.crop_size),
+                 'parameters': abstract.count_parameters(model, c.data.crop_size),
                  'seconds': wall_time(d)})
   lines = _header('Accuracy against the number of stages (CPM Fig. 6c)', config)
   lines += ['| stages | parameters | final-stage PCK@0.5 | every stage | train time (s) |',
@@ -155,7 +124,7 @@ def stages(config, outdir: str, runs: Runs, num_stages=(1, 2, 3, 4, 5, 6)):
   ax.plot([], [], '-', color='0.75', label='every stage of each model')
   ax.set_ylim(bottom=0)
   ax.set_xlabel('number of stages T')
-  ax.set_ylabel(f'PCK@0.5 (%)')
+  ax.set_ylabel('PCK@0.5 (%)')
   ax.set_xticks(ts)
   ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
@@ -295,8 +264,7 @@ def with_kernels(config, trunk_kernel: int, stage_kernel: int, width_scale: floa
 
 
 def _params(config):
-  from posemachines import models, summary
-  return summary.count_parameters(models.build(config), config.data.crop_size)
+  return abstract.count_parameters(models.build(config), config.data.crop_size)
 
 
 def match_parameters(config, trunk_kernel, stage_kernel, target: int):
@@ -316,7 +284,6 @@ def match_parameters(config, trunk_kernel, stage_kernel, target: int):
 def receptive_fields(config, outdir: str, runs: Runs, kernels=((3, 1), (3, 3), (7, 7))):
   """Fig. 4: accuracy against the final stage's receptive field at ~constant parameters: the
   base config (its joint run) and one model per (trunk, stage) kernel pair."""
-  from posemachines import models, summary
   target = _params(config)
   rows = []
   m = config.model
@@ -324,7 +291,7 @@ def receptive_fields(config, outdir: str, runs: Runs, kernels=((3, 1), (3, 3), (
   for name, tk, sk in variants:
     c = config if tk is None else match_parameters(config, tk, sk, target)
     c = schemes.phases(c, 'joint')[0].config
-    field = summary.receptive_fields(models.build(c), c.data.crop_size)[-1][0]
+    field = receptive_field.receptive_fields(models.build(c), c.data.crop_size)[-1][0]
     d, result = runs(c, None, 'joint' if tk is None else f'rf_k{tk}-{sk}')
     if tk is None:
       name = (f'base: {"/".join(map(str, m.trunk_kernels))} / '

@@ -15,73 +15,17 @@ Decoding conventions (see targets.py): belief-map pixel (i, j) is centred on cro
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from posemachines import skeleton
+from posemachines.codec.keypoints import compose, decode_peaks, to_image
+from posemachines.core import skeleton
 
 DEFAULT_SCALES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
-
-
-# ------------------------------------------------------------------------------- decoding --
-
-def _refine(left, centre, right):
-  denom = left - 2.0 * centre + right
-  off = jnp.where(denom < 0, 0.5 * (left - right) / jnp.where(denom < 0, denom, -1.0), 0.0)
-  return jnp.clip(off, -0.5, 0.5)
-
-
-def decode_peaks(beliefs, stride: int):
-  """beliefs [..., H, W, C] (parts first, background last ignored) -> [..., P, 3] (x, y, score).
-
-  Each part's maximum, refined below the map's stride by a parabola through the log of the maximum
-  and its two neighbours along each axis (exact for a Gaussian peak), in input (crop) pixels.
-  """
-  maps = beliefs[..., :-1]
-  h, w, p = maps.shape[-3:]
-  flat = maps.reshape(maps.shape[:-3] + (h * w, p))
-  best = jnp.argmax(flat, axis=-2)                       # [..., P]
-  score = jnp.max(flat, axis=-2)
-  iy, ix = best // w, best % w
-
-  def at(dy, dx):
-    y = jnp.clip(iy + dy, 0, h - 1)
-    x = jnp.clip(ix + dx, 0, w - 1)
-    return jnp.take_along_axis(flat, (y * w + x)[..., None, :], axis=-2)[..., 0, :]
-
-  at_log = lambda dy, dx: jnp.log(jnp.maximum(at(dy, dx), 1e-6))
-  c = at_log(0, 0)
-  ox = jnp.where((ix > 0) & (ix < w - 1), _refine(at_log(0, -1), c, at_log(0, 1)), 0.0)
-  oy = jnp.where((iy > 0) & (iy < h - 1), _refine(at_log(-1, 0), c, at_log(1, 0)), 0.0)
-  xs = (ix + ox) * stride + (stride - 1) / 2
-  ys = (iy + oy) * stride + (stride - 1) / 2
-  return jnp.stack([xs, ys, score], axis=-1)
-
-
-def to_image(points, crop_to_image):
-  """[..., P, >=2] crop coordinates -> image coordinates with [..., 2, 3] affines."""
-  xy = points[..., :2]
-  m, t = crop_to_image[..., None, :, :2], crop_to_image[..., None, :, 2]
-  out = jnp.einsum('...ij,...j->...i', m, xy) + t
-  return jnp.concatenate([out, points[..., 2:]], axis=-1)
-
-
-def compose(outer, inner):
-  """The 2x3 affine x -> outer(inner(x)); leading dimensions broadcast."""
-  m = outer[..., :2] @ inner[..., :2]
-  t = outer[..., :2] @ inner[..., 2:] + outer[..., 2:]
-  return jnp.concatenate([m, t], axis=-1)
-
-
-def predict_keypoints(beliefs, stride: int, crop_to_image):
-  """Every stage's beliefs [T, B, H, W, C] -> keypoints in image pixels [T, B, P, 3]."""
-  return to_image(decode_peaks(beliefs, stride), crop_to_image[None])
 
 
 # --------------------------------------------------------------------------------- models --
@@ -105,63 +49,6 @@ class Model:
   @property
   def skeleton(self) -> skeleton.Skeleton:
     return skeleton.get(self.parts)
-
-
-def is_artifact(path: str) -> bool:
-  from posemachines import artifact
-  return os.path.isfile(os.path.join(path, artifact.META))
-
-
-def load(path: str) -> Model:
-  """A model from an exported artifact directory or a training workdir (newest checkpoint)."""
-  if is_artifact(path):
-    return load_artifact(path)
-  if os.path.isfile(os.path.join(path, 'config.json')):
-    return load_workdir(path)
-  raise FileNotFoundError(f'{path} is neither an exported artifact (no artifact.json) nor a '
-                          'training workdir (no config.json)')
-
-
-def load_artifact(path: str) -> Model:
-  from posemachines import artifact
-  art = artifact.load(path)
-  meta = art.meta
-  return Model(forward=art.forward, crop_size=meta['input_size'], stride=meta['stride'],
-               parts=meta['skeleton']['name'], target_dist=meta['target_dist'],
-               config=meta['config'], source=path)
-
-
-def workdir_config(workdir: str):
-  import ml_collections
-  with open(os.path.join(workdir, 'config.json')) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
-def load_workdir(workdir: str) -> Model:
-  """The newest readable checkpoint in ``workdir``, with the config it was trained with."""
-  from posemachines import checkpoint, step, train  # the training code, only for workdirs
-  config = workdir_config(workdir)
-  where = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(where) or not os.listdir(where):
-    raise FileNotFoundError(f'No checkpoint in {where}')
-  mesh = train.make_mesh(jax.devices()[:1])
-  model, _, _, abstract, _, _ = train.build(config, mesh, config.get('frozen', ()))
-  state, at = checkpoint.restore_latest(checkpoint.manager(workdir, config.keep_checkpoints),
-                                        abstract)
-  if state is None:
-    raise FileNotFoundError(f'No readable checkpoint in {where}')
-  variables = jax.device_get(state.variables)
-  crop, sigma = config.data.crop_size, config.targets.center_sigma
-
-  def forward(crops, variables=variables):
-    x, c = step.model_inputs(crops, crop, sigma)
-    # The recurrent model's keypoint heatmaps (limb heatmaps dropped) and a channel that
-    # decoding ignores, in place of the CPM's background.
-    return step.part_beliefs(model, model.apply(variables, x, c, train=False))
-
-  return Model(forward=forward, crop_size=crop, stride=model.stride, parts=config.data.parts,
-               target_dist=config.data.target_dist, config=config.to_dict(),
-               source=f'{workdir} (step {at})', variables=variables)
 
 
 # ---------------------------------------------------------------------------------- views --

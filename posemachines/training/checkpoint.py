@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from posemachines import distributed
+from posemachines.training import distributed
 
 # Room for what a workdir holds besides checkpoints (metrics, events, pictures, eval.json).
 OTHER_FILES_BYTES = 64 << 20

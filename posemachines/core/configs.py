@@ -31,6 +31,10 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       # mixture_weights (default: their sizes), and evaluates on eval_dataset (default: a).
       manual_dir='', eval_dataset='', mixture_weights=(), mpii_validation_file='',
       fast_decode=True,              # decode only the crop's JPEG window, DCT-scaled
+      # json_people (your own people): the JSON list of records, the folder its image paths are
+      # relative to (default: the list's folder), and the fraction held out for validation
+      # (when no record names its split).
+      annotations='', image_dir='', validation_fraction=0.0,
       parts='cpm14',                 # model part order (posemachines/skeleton.py)
       crop_size=368,
       target_dist=41 / 35,           # person height after normalisation = 200 * target_dist px at 368
@@ -40,9 +44,14 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       # synthetic-people settings (used when dataset == 'synthetic_people')
       synthetic_image_size=160, synthetic_num_train=4000, synthetic_num_validation=500,
       synthetic_seed=0))
-  c.targets = ml_collections.ConfigDict(dict(sigma=7.0, center_sigma=21.0,
-                                             others_in_stage1=True))
-  c.loss = ml_collections.ConfigDict(dict(intermediate_supervision=True))
+  c.targets = ml_collections.ConfigDict(dict(
+      sigma=7.0,                     # belief-map Gaussian, input pixels
+      center_sigma=21.0,             # center-map Gaussian, input pixels
+      others_in_stage1=True,         # stage 1 also peaks at the other people of the image
+      peak=1.0))                     # the targets' mode (belief maps peak at 1)
+  c.loss = ml_collections.ConfigDict(dict(
+      intermediate_supervision=True,  # a loss after every stage (False: the final stage only)
+      stage_weights=()))              # per-stage loss weights; () = from intermediate_supervision
   c.optim = ml_collections.ConfigDict(dict(
       name='sgd', learning_rate=8e-5, momentum=0.9, weight_decay=5e-4,
       schedule='step', decay_factor=0.333, decay_every=136_106, warmup_steps=0,
@@ -57,6 +66,16 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
   c.eval_batch_size = 16
   c.num_pictures = 8                 # validation images drawn at the end of training
   c.on_nan = 'stop'                  # 'stop' or 'skip'
+  # Training schemes (posemachines/training/schemes.py, the CPM paper's Fig. 6b): 'joint',
+  # 'final_only', 'stagewise' or 'stagewise_finetune'; the steps of each stage-wise phase and of
+  # the fine-tuning phase (0: num_train_steps / stages, num_train_steps / 2).
+  c.scheme = 'joint'
+  c.schemes = ml_collections.ConfigDict(dict(stage_steps=0, finetune_steps=0))
+  c.frozen = ()                      # top-level modules whose parameters are not trained
+  c.init_from = ''                   # a new run starts from this workdir's newest checkpoint
+  # Gradient recordings (posemachines/training/gradients.py, Fig. 5): every N steps and/or at
+  # these steps, of these layers (default: the first kernel of every stage and the trunk).
+  c.gradients = ml_collections.ConfigDict(dict(every_steps=0, at_steps=(), layers=()))
   return c
 
 
@@ -116,7 +135,8 @@ def recurrent_paper() -> ml_collections.ConfigDict:
       center_sigma=21.0 * 248 / 368))  # unused by the model; the shared input code builds it
   c.loss = ml_collections.ConfigDict(dict(
       intermediate_supervision=True,  # auxiliary losses after the feed-forward module and
-      occlusion='include'))           # every iteration; occluded parts: include/exclude/ignore
+      occlusion='include',            # every iteration; occluded parts: include/exclude/ignore
+      stage_weights=()))              # per-output loss weights; () = from intermediate_supervision
   c.optim.update(dict(name='sgd', learning_rate=1e-5, momentum=0.95, weight_decay=5e-4,
                       schedule='step', decay_factor=0.1, decay_every=25_000, warmup_steps=0,
                       stage1_lr_mult=1.0, bias_lr_mult=1.0))

@@ -1,39 +1,16 @@
-"""The device side of training: inputs, targets, loss, the train step and the eval step.
+"""Each model's inputs, targets and loss weights, and its loss: pure functions of a batch.
 
-Pure functions of (state, batch); train.py jits them over the device mesh.
+The CPM is supervised with ideal belief maps after every stage (stage 1 may also peak at the other
+people of the image); the recurrent model with keypoint (and limb) heatmaps after the feed-forward
+module and every iteration, weighted by foreground and background and by the occlusion mode.
 """
 from __future__ import annotations
 
-import functools
-from typing import Any
-
-import flax
-import jax
 import jax.numpy as jnp
-import optax
 
-from posemachines import evaluate, losses, skeleton, targets
-
-
-@flax.struct.dataclass
-class TrainState:
-  """step, trained ``params``, optimizer state, and ``model_state``: the model's other variable
-  collections (BatchNorm's ``batch_stats``; empty for models without any)."""
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  model_state: Any
-
-  @property
-  def variables(self):
-    """The variables dict that ``model.apply`` takes."""
-    return {'params': self.params, **self.model_state}
-
-
-def split_variables(variables):
-  """``model.init`` output -> (params, model_state)."""
-  variables = dict(variables)
-  return variables.pop('params'), variables
+from posemachines.codec import targets
+from posemachines.core import skeleton
+from posemachines.objectives import losses
 
 
 def model_inputs(images, crop_size: int, center_sigma: float):
@@ -56,7 +33,7 @@ def stage_targets(config, batch, num_stages: int, map_size: int, stride: int):
 
 
 def stage_weights(config, num_stages: int):
-  w = config.loss.get('stage_weights', None)
+  w = config.loss.stage_weights
   if w:
     return jnp.asarray(w, jnp.float32)
   if config.loss.intermediate_supervision:
@@ -112,40 +89,11 @@ def loss_fn(params, model_state, batch, rng, *, model, config, train: bool = Tru
   return total, (per_stage, dict(model_state))
 
 
-def train_step(state: TrainState, batch, rng, *, model, tx, config):
-  rng = jax.random.fold_in(rng, state.step)
-  grad_fn = jax.value_and_grad(functools.partial(loss_fn, model=model, config=config),
-                               has_aux=True)
-  (loss, (per_stage, model_state)), grads = grad_fn(state.params, state.model_state, batch, rng)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = jax.tree.map(jnp.add, state.params, updates)
-  grad_norm = optax.global_norm(grads)
-  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  new = TrainState(step=state.step + 1, params=params, opt_state=opt_state,
-                   model_state=model_state)
-  if config.on_nan == 'skip':  # keep the old parameters, count the step
-    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new,
-                       state.replace(step=state.step + 1))
-  metrics = {'loss': loss, 'stage_loss': per_stage, 'grad_norm': grad_norm, 'finite': finite}
-  return new, metrics
-
-
 def part_beliefs(model, outputs):
-  """A model's outputs as evaluate.decode_peaks reads them: P part maps, then a last channel it
+  """A model's outputs as keypoints.decode_peaks reads them: P part maps, then a last channel it
   ignores. The CPM's beliefs (background last) as they are; the recurrent model's keypoint
   heatmaps (its limb heatmaps dropped) and a zero channel."""
   if not hasattr(model, 'keypoint_maps'):
     return outputs
   maps = model.keypoint_maps(outputs)
   return jnp.concatenate([maps, jnp.zeros_like(maps[..., :1])], axis=-1)
-
-
-def eval_step(variables, batch, *, model, config):
-  """Per-stage keypoints in image pixels (x, y, the map's maximum) and their distances to the
-  ground truth."""
-  x, c = model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
-  beliefs = part_beliefs(model, model.apply(variables, x, c, train=False))
-  pred = evaluate.predict_keypoints(beliefs, model.stride, batch['crop_to_image'])
-  dist = jnp.linalg.norm(pred[..., :2] - batch['joints'][None, ..., :2], axis=-1)
-  return {'pred': pred, 'dist': dist, 'annotated': batch['joints'][..., 2], 'norm': batch['norm'],
-          'index': batch['index'], 'visible': batch.get('visible')}

@@ -1,15 +1,13 @@
 """Pictures: predicted skeletons, and belief maps of every stage (PNG, matplotlib)."""
 from __future__ import annotations
 
-import os
 
-import jax
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from posemachines import evaluate, skeleton  # noqa: E402
+from posemachines.core import skeleton  # noqa: E402
 
 LEFT, RIGHT, CENTRE = '#1f77b4', '#d62728', '#2ca02c'
 
@@ -125,44 +123,6 @@ def limb_panel(image, limb_maps, target, path: str, stride: int, titles):
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
-
-
-def training_pictures(config, model, variables, workdir: str, parts=('r_wrist', 'l_wrist',
-                                                                    'r_ankle', 'l_ankle')):
-  """Writes pictures/predictions.png, pictures/stages_*.png and, for models with limb heatmaps,
-  pictures/limbs_*.png for the first eval examples."""
-  from posemachines import step
-  from posemachines.data import pipeline
-  out = os.path.join(workdir, 'pictures')
-  os.makedirs(out, exist_ok=True)
-  cfg = config.copy_and_resolve_references()
-  with cfg.unlocked():
-    cfg.eval_batch_size = config.num_pictures
-  batch = next(iter(pipeline.as_numpy(pipeline.eval_dataset(cfg, num_examples=config.num_pictures))))
-  x, c = step.model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
-  outputs = jax.jit(lambda p, x, c: model.apply(p, x, c))(variables, x, c)
-  peak = config.targets.get('peak', 1.0)  # the recurrent model's heatmaps peak at 12
-  beliefs = np.asarray(step.part_beliefs(model, outputs)) / peak
-  titles = getattr(model, 'output_names', None)
-  pred = np.asarray(evaluate.decode_peaks(beliefs[-1], model.stride))
-  skel = skeleton.get(config.data.parts)
-  prediction_grid(batch['image'], pred, batch['keypoints'], skel,
-                  os.path.join(out, 'predictions.png'))
-  parts = [p for p in parts if p in skel.parts]
-  paths = []
-  for i in range(min(2, len(batch['image']))):
-    path = os.path.join(out, f'stages_{i}.png')
-    stage_panel(batch['image'][i], beliefs[:, i], parts, skel, path, model.stride, titles=titles)
-    paths.append(path)
-  if getattr(model, 'num_limbs', 0):
-    target, _ = step.heatmap_targets(config, model, batch, *outputs.shape[2:4])
-    target = np.asarray(model.limb_maps(target)) / peak
-    for i in range(min(2, len(batch['image']))):
-      path = os.path.join(out, f'limbs_{i}.png')
-      limb_panel(batch['image'][i], np.asarray(model.limb_maps(outputs[:, i])) / peak, target[i],
-                 path, model.stride, titles)
-      paths.append(path)
-  return [os.path.join(out, 'predictions.png')] + paths
 
 
 def pck_curves(stage_tables, path: str, title: str = ''):

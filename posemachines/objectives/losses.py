@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from posemachines import targets as targets_lib
+from posemachines.codec import targets as targets_lib
 
 OCCLUSION_MODES = ('ignore', 'include', 'exclude')
 

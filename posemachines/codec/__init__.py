@@ -1,0 +1,1 @@
+"""Belief-map targets from keypoints, and keypoints (in image pixels) from belief maps."""

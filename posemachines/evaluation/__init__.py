@@ -1,0 +1,1 @@
+"""Benchmark metrics, visibility, official file formats and multi-view inference."""

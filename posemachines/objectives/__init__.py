@@ -1,0 +1,1 @@
+"""Losses, and each model's inputs, targets and loss weights."""

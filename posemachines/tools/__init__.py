@@ -1,0 +1,1 @@
+"""What the command-line tools do: load models, evaluate, export, predict, summarise, benchmark."""

@@ -1,0 +1,1 @@
+"""The train state and step, optimizer, checkpoints, distribution, metric writers and the loop."""
