@@ -27,5 +27,5 @@ setup(
         'pillow',
         'tqdm',
     ],
-    extras_require={'test': ['pytest'], 'video': ['imageio', 'imageio-ffmpeg']},
+    extras_require={'test': ['pytest', 'import-linter'], 'video': ['imageio', 'imageio-ffmpeg']},
 )

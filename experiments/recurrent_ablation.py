@@ -19,18 +19,17 @@ skipped and an interrupted one resumes from its checkpoint, so rerunning the com
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-import time
 
 from absl import app, flags
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 
+from posemachines.core import config_files
 from posemachines.training import loop as train
+from posemachines.training import runs as runs_lib
 from posemachines.evaluation import visibility
 
 VARIANTS = (('include', True), ('include', False), ('exclude', True), ('ignore', True))
@@ -38,8 +37,7 @@ DEFAULT_STEPS = 200
 
 
 def define_flags():
-  config_flags.DEFINE_config_file('config', 'experiments/recurrent_synthetic.py',
-                                  'Base config of every variant.')
+  config_files.define_config_flag('recurrent_synthetic', lock=False)
   flags.DEFINE_string('workdir', 'workdirs/recurrent_ablation', 'Runs, table and figure.')
   flags.DEFINE_integer('steps', DEFAULT_STEPS, 'Training steps per variant.')
 
@@ -59,36 +57,28 @@ def variant_config(base, occlusion: str, limbs: bool, steps: int):
   return c
 
 
-def run_variant(config, workdir: str, name: str):
-  """Trains and evaluates one variant unless it finished earlier; its summary and scores."""
-  summary_path = os.path.join(workdir, 'variant.json')
-  scores_path = os.path.join(workdir, 'visibility_scores.npz')
-  if os.path.exists(summary_path) and os.path.exists(scores_path):
-    with open(summary_path) as f:
-      summary = json.load(f)
-    if summary['steps'] == config.num_train_steps:
-      print(f'  {name}: finished earlier ({workdir})', flush=True)
-      return summary, dict(np.load(scores_path))
-  os.makedirs(workdir, exist_ok=True)
-  print(f'  {name}: training {config.num_train_steps} steps in {workdir}', flush=True)
-  t0 = time.time()
-  state, finished = train.train_and_evaluate(config, workdir)
-  if finished is None:  # stopped by a signal; its checkpoint is saved
-    raise SystemExit(f'Stopped during {name}; rerun the same command to resume.')
-  # The evaluation again, keeping every part's score for the precision-recall curves.
+SCORES = 'visibility_scores.npz'
+
+
+def save_scores(config, state, workdir: str):
+  """The final evaluation again, keeping every part's score for the precision-recall curves."""
   mesh = train.make_mesh()
   eval_fn = train.build(config, mesh).eval_step
   result = train.run_evaluation(config, state.variables, eval_fn, mesh, keep_predictions=True)
-  scores = {'scores': result['predictions'][..., 2], 'visible': result['visible'],
-            'annotated': result['annotated']}
-  np.savez(scores_path, **scores)
-  summary = {'name': name, 'steps': int(state.step), 'minutes': (time.time() - t0) / 60,
+  np.savez(os.path.join(workdir, SCORES), scores=result['predictions'][..., 2],
+           visible=result['visible'], annotated=result['annotated'])
+
+
+def run_variant(config, runs: runs_lib.Runs, name: str):
+  """Trains and evaluates one variant unless it finished earlier; its summary and scores."""
+  workdir, result = runs(config, None, name, on_trained=lambda state, _, d: save_scores(
+      config, state, d), outputs=(SCORES,))
+  summary = {'name': name, 'steps': config.num_train_steps,
+             'minutes': (runs_lib.wall_time(workdir) or 0) / 60,
              'num_people': result['num_people'], 'visibility': result.get('visibility'),
              'pckh': [s['pck@0.5'] for s in result['stages']],
              'visibility_ap': [s.get('visibility_ap') for s in result['stages']]}
-  with open(summary_path, 'w') as f:
-    json.dump(summary, f, indent=2)
-  return summary, scores
+  return summary, dict(np.load(os.path.join(workdir, SCORES)))
 
 
 def _pct(x):
@@ -162,13 +152,10 @@ def main(argv):
     raise app.UsageError(f'--config must configure the recurrent model, not {base.model.name!r}')
   os.makedirs(workdir, exist_ok=True)
   summaries, scores = [], {}
-  for i, (occlusion, limbs) in enumerate(VARIANTS):
+  runs = runs_lib.Runs(workdir, len(VARIANTS), 'ablation')
+  for occlusion, limbs in VARIANTS:
     name = label(occlusion, limbs)
-    print(f'[ablation {i + 1}/{len(VARIANTS)}] {name}', flush=True)
-    config = variant_config(base, occlusion, limbs, steps)
-    digest = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:8]
-    run_dir = os.path.join(workdir, f'{name.replace(" + ", "_")}-{digest}')
-    summary, scores[name] = run_variant(config, run_dir, name)
+    summary, scores[name] = run_variant(variant_config(base, occlusion, limbs, steps), runs, name)
     summaries.append(summary)
   lines = table(base, steps, summaries)
   with open(os.path.join(workdir, 'ablation.md'), 'w') as f:

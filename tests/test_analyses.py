@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from posemachines.training import runs as runs_lib
 from posemachines import models
 from posemachines.analyses import runner as analyses
 from posemachines.training import checkpoint
@@ -128,7 +129,7 @@ def test_gradient_recording_is_off_unless_configured(tfds_dir):
 
 def test_stage_sweep_records_gradients_and_skips_finished_runs(tfds_dir, tmp_path, monkeypatch):
   config = tiny_config(tfds_dir, gradients={'layers': (), 'every_steps': 2, 'at_steps': ()})
-  runs = analyses.Runs(str(tmp_path / 'runs'))
+  runs = runs_lib.Runs(str(tmp_path / 'runs'))
   rows = analyses.stages(config, str(tmp_path), runs, num_stages=(2,))
   assert [len(r['pck_per_stage']) for r in rows] == [2]
   assert '| 2 |' in open(tmp_path / 'stages.md').read()

@@ -15,7 +15,6 @@ The commands are experiments/{stages,schemes,gradients,receptive_fields}.py.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 
@@ -23,7 +22,7 @@ import numpy as np
 
 from posemachines import models
 from posemachines.core import overrides
-from posemachines.training.runs import digest, finished, run_once  # noqa: F401
+from posemachines.training.runs import Runs, wall_time
 from posemachines.tools import abstract, receptive_field
 from posemachines.training import gradients, schemes
 
@@ -31,29 +30,6 @@ _derive = overrides.derive
 
 
 # ---------------------------------------------------------------------------------- runs --
-
-class Runs:
-  """Runs shared by the analyses: ``runs(config, _, label)`` -> (workdir, result)."""
-
-  def __init__(self, runs_dir: str, total: int | None = None, name: str = ''):
-    self.runs_dir, self.total, self.name, self.count = runs_dir, total, name, 0
-
-  def workdir(self, config, label: str) -> str:
-    h = digest(config)
-    same = glob.glob(os.path.join(self.runs_dir, f'*-{h}'))
-    return same[0] if same else os.path.join(self.runs_dir, f'{label}-{h}')
-
-  def __call__(self, config, _unused, label: str):
-    self.count += 1
-    of = f'/{self.total}' if self.total else ''
-    print(f'[{self.name} {self.count}{of}] {label}', flush=True)
-    return run_once(config, self.workdir(config, label), label)
-
-
-def wall_time(workdir: str):
-  path = os.path.join(workdir, 'wall_time.json')
-  return json.load(open(path))['seconds'] if os.path.exists(path) else None
-
 
 def pck(result, stage=-1) -> float:
   return 100 * result['stages'][stage]['pck@0.5']

@@ -14,7 +14,8 @@ split over every device along the 'data' mesh axis as training does.
 Each is compiled first (trace, lowering and XLA compilation, timed apart), run ``--warmup``
 untimed steps, then timed over ``--steps`` steps (default 5 forward, 3 train); the median and the
 best step are reported. GFLOP per image counts convolutions and matmuls of the forward pass
-(``flops.forward_flops``, 2 FLOP per multiply-add); a train step counts as 3x the forward.
+(``flops.forward_flops``, 2 FLOP per multiply-add); the train step's from XLA's cost analysis
+of the compiled step.
 
 Memory: each measurement runs in a fresh subprocess, which reports its peak RSS (ru_maxrss) and
 its RSS once the libraries are imported, before anything is built; where the backend tracks it,
@@ -49,10 +50,11 @@ from posemachines.tools import abstract, flops
 from posemachines.training import loop as train
 
 TRAIN_FLOP_FACTOR = 3
-FLOP_CONVENTION = (f'train step = {TRAIN_FLOP_FACTOR} x forward FLOPs (backward ~ 2x forward); '
-                   'convolutions and matmuls only, 2 FLOP per multiply-add')
+FLOP_CONVENTION = ('forward: convolutions and matmuls, 2 FLOP per multiply-add; train step: XLA\'s '
+                   'cost analysis of the compiled step (padding taps not counted), or '
+                   f'{TRAIN_FLOP_FACTOR} x forward where XLA reports none')
 DEFAULT_STEPS = {'forward': 5, 'train': 3}
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # (name, description, value of the YNN fusion flag; None: the flag unset and the package's off).
 CPU_FLAG_SETTINGS = (
@@ -252,7 +254,11 @@ def measure_train(config, batch_size: int, steps: int = DEFAULT_STEPS['train'], 
     return holder[0], metrics
 
   times = _time_steps(call, steps, warmup)
-  gflop = None if gflop_per_image is None else TRAIN_FLOP_FACTOR * gflop_per_image
+  total = flops.compiled_flops(compiled)  # XLA's count of the whole compiled step
+  if total is not None:
+    gflop = total / batch_size / 1e9
+  else:
+    gflop = None if gflop_per_image is None else TRAIN_FLOP_FACTOR * gflop_per_image
   return _result(times, batch_size, gflop, kind='train', compile_s=compile_s, warmup=warmup,
                  xla_memory=_memory_analysis(compiled), rss_start_bytes=rss_start)
 

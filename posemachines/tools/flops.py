@@ -94,3 +94,31 @@ def forward_flops(model, input_shape) -> dict[str, float]:
   """FLOPs by primitive of the model's forward pass (``__call__``, batch 1)."""
   variables = abstract.abstract_variables(model, input_shape)
   return flops_by_primitive(model.apply, variables, *abstract.model_inputs(model, input_shape))
+
+
+def xla_flops(fn: Callable, *args, **kwargs) -> float:
+  """FLOPs of ``fn(*args)`` by XLA's own cost analysis of the lowered computation.
+
+  XLA counts 2 per multiply-add of a convolution only where the window covers the input, not its
+  zero padding, and adds the elementwise ops; on the CPM's "same"-padded large kernels at 46x46
+  this is about 5% below the analytic count (332.3 against 350.9 GFLOP for cpm_mpii).
+  """
+  cost = jax.jit(fn, **kwargs).lower(*args).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost['flops'])
+
+
+def forward_xla_flops(model, input_shape) -> float:
+  """XLA's FLOPs of the model's forward pass (batch 1)."""
+  variables = abstract.abstract_variables(model, input_shape)
+  return xla_flops(model.apply, variables, *abstract.model_inputs(model, input_shape))
+
+
+def compiled_flops(compiled) -> float | None:
+  """FLOPs of a compiled executable (``jax.jit(f).lower(...).compile()``), where XLA reports it."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  (not every backend reports it)
+    return None
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost['flops']) if cost and 'flops' in cost else None

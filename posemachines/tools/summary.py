@@ -62,6 +62,7 @@ def summarize(config) -> dict:
       'parameters': sum(per_module.values()),
       'parameters_per_module': per_module,
       'gflops_forward': flops_lib.primary(flops) / 1e9,
+      'gflops_forward_xla': flops_lib.forward_xla_flops(model, size) / 1e9,
       'gflops_other_ops': other,
       'stages': [{'stage': t + 1, 'output_shape': list(shape),
                   'receptive_field_px': _per_direction(f, 'size'),
