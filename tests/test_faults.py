@@ -16,7 +16,6 @@ import pytest
 import tensorflow as tf
 
 from posemachines.training import checkpoint
-from posemachines.training import step
 from posemachines.training import loop as train
 from posemachines.data import pipeline
 from tests.conftest import tiny_config
@@ -106,7 +105,7 @@ def _inject_nan(monkeypatch, at_step, stage):
     return total * factor, (per_stage, model_state)
 
   monkeypatch.setattr(pipeline, 'train_dataset', train_dataset)
-  monkeypatch.setattr(step, 'loss_fn', loss_fn)
+  monkeypatch.setattr(per_model, 'loss_fn', loss_fn)
 
 
 def test_nan_stops_naming_step_and_stage_and_keeps_the_last_good_checkpoint(
