@@ -35,9 +35,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from posemachines import metrics, mpii_results, skeleton
+from posemachines.core import errors, skeleton
 from posemachines.data import mpii_mat
 from posemachines.evaluation import benchmark_files as bf
+from posemachines.evaluation import metrics, mpii_files
 
 LSP = skeleton.LSP.parts
 FLIC = skeleton.FLIC.parts
@@ -204,9 +205,10 @@ def test_lsp_bad_ground_truth(tmp_path):
       path.write_bytes(content)
     elif content is not None:
       scipy.io.savemat(path, content)
-    with pytest.raises(bf.BadFile, match=pattern) as e:
+    with pytest.raises(errors.UserError, match=pattern) as e:
       bf.score_files('lsp', str(path), [str(path)])
     assert str(path) in _one_line(e)
+    assert e.type is (errors.MissingData if content is None else errors.BadFile)
   bad = joints.copy()
   bad[1500, LSP.index('r_hip'), :2] = bad[1500, LSP.index('l_shoulder'), :2]
   scipy.io.savemat(tmp_path / 'zero.mat', {'joints': bad.transpose(2, 1, 0)})
@@ -245,9 +247,10 @@ def test_lsp_bad_predictions(tmp_path):
     path = tmp_path / name
     if isinstance(content, dict):
       scipy.io.savemat(path, content)
-    with pytest.raises(bf.BadFile, match=pattern) as e:
+    with pytest.raises(errors.UserError, match=pattern) as e:
       bf.score_files('lsp', gt_path, [str(path)])
     assert _one_line(e).startswith(str(path))
+    assert e.type is (errors.MissingData if content is False else errors.BadFile)
 
 
 def test_json_bad_inputs(tmp_path):
@@ -268,9 +271,10 @@ def test_json_bad_inputs(tmp_path):
            'norow.json': r"the table of 'norow' lacks metric, columns or row",
            'absent.json': r'absent\.json: no such file \(expected the JSON evaluate writes'}
   for name, pattern in cases.items():
-    with pytest.raises(bf.BadFile, match=pattern) as e:
+    with pytest.raises(errors.UserError, match=pattern) as e:
       bf.score_files('lsp', gt_path, [str(tmp_path / name)])
     assert _one_line(e).startswith(str(tmp_path / name))
+    assert e.type is (errors.MissingData if name == 'absent.json' else errors.BadFile)
 
 
 def test_eval_json_of_a_model_run(tmp_path):
@@ -491,7 +495,7 @@ def test_mpii_files_side_by_side(tmp_path):
   res = bf.score_files('mpii', gt, [str(tmp_path / 'near.mat'), str(tmp_path / 'far.mat')],
                        names=['near', 'far'])
   assert res['num_people'] == 3
-  assert res['files'][0]['table'] == mpii_results.score(gt, str(tmp_path / 'near.mat'))['table']
+  assert res['files'][0]['table'] == mpii_files.score(gt, str(tmp_path / 'near.mat'))['table']
   # head size 30: 15 px allowed at 0.5; 5 px off all hit, 20 px off all miss
   assert res['files'][0]['table']['row']['Mean'] == 1.0
   assert res['files'][1]['table']['row']['Mean'] == 0.0
@@ -576,6 +580,7 @@ def test_mpii_submission_positions(tmp_path):
   with pytest.raises(bf.BadFile, match=r'has no test image \(img_train == 0\)'):
     bf.write_mpii_submission(str(tmp_path / 'x.mat'), str(tmp_path / 'train_only.mat'), [],
                              kp[:0], 'cpm14', centers=[])
-  with pytest.raises(bf.BadFile, match=r'nope\.mat.*expected the official MPII annotation file'):
+  with pytest.raises(errors.MissingData, match=r'nope\.mat.*expected the official MPII '
+                                               r'annotation file'):
     bf.write_mpii_submission(str(tmp_path / 'x.mat'), str(tmp_path / 'nope.mat'), [], kp[:0],
                              'cpm14', centers=[])

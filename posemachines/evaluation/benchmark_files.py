@@ -14,13 +14,14 @@ Scoring follows the release's benchmark rules (REFERENCE.md):
         shoulder's, left and right are swapped (rows 1-8 become 4 5 6 1 2 3 8 7) to make the labels
         person-centric. Normaliser: that person-centric ground truth's distance from the left
         shoulder to the right hip. Table: PCK@0.2 of elbows and wrists, curves over 0-0.2.
-  mpii  as posemachines/mpii_results.py scores official annotation and prediction files.
+  mpii  as posemachines/evaluation/mpii_files.py scores official annotation and prediction files.
 
 Predictions files: the release's layout (a variable ``prediction_all`` of shape P x 2 x N, the
 dataset's native part order, one column per test image), MPII ``annolist`` files, and the JSON
 that ``evaluate`` writes (eval.json of a model, the result of scoring files, or this module's
 result): these are tables already computed, shown as they are. Every other file is refused with
-``BadFile``: one line naming the file, what it holds and the layout expected.
+``BadFile`` (``MissingData`` where the file is absent): one line naming the file, what it holds
+and the layout expected.
 
 Writing: ``write_prediction_all`` (LSP and FLIC, from per-person predictions) and
 ``write_mpii_submission`` (the file the MPII evaluation server takes: every test image of the
@@ -37,12 +38,10 @@ import re
 import numpy as np
 import scipy.io
 
-from posemachines import metrics, skeleton
+from posemachines.core import skeleton
+from posemachines.core.errors import BadFile, MissingData
 from posemachines.data import mpii_mat
-
-
-class BadFile(ValueError):
-  """A file that is missing, unreadable or not in the layout expected; the message is one line."""
+from posemachines.evaluation import metrics, mpii_files
 
 
 DATASETS = ('mpii', 'lsp', 'flic')
@@ -100,7 +99,7 @@ def load_mat(path: str, what: str, layout: str, **kw) -> dict:
   """scipy.io.loadmat, with BadFile naming ``path``, what it should be and ``layout``."""
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise BadFile(f'{path}: no such file (expected {what}: {layout})')
+    raise MissingData(f'{path}: no such file (expected {what}: {layout})')
   try:
     return scipy.io.loadmat(path, **kw)
   except NotImplementedError:
@@ -237,7 +236,7 @@ def truth(dataset: str, path: str) -> Truth:
     return lsp_truth(path)
   if dataset == 'flic':
     return flic_truth(path)
-  raise ValueError(f'truth() reads lsp and flic; MPII files are scored by mpii_results.score')
+  raise ValueError('truth() reads lsp and flic; MPII files are scored by mpii_files.score')
 
 
 def read_prediction_all(path: str, gt: Truth) -> np.ndarray:
@@ -284,7 +283,7 @@ def _json_tables(path: str, dataset: str) -> list[tuple[str, dict]]:
     with open(path) as f:
       doc = json.load(f)
   except FileNotFoundError:
-    raise BadFile(f'{path}: no such file (expected {expected})') from None
+    raise MissingData(f'{path}: no such file (expected {expected})') from None
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise BadFile(f'{path} is not valid JSON ({str(e)[:60]}); expected {expected}') from None
   base = os.path.splitext(os.path.basename(path))[0]
@@ -316,22 +315,21 @@ def _json_tables(path: str, dataset: str) -> list[tuple[str, dict]]:
 
 
 def _mpii_table(annotations: str, path: str) -> tuple[dict, int]:
-  from posemachines import mpii_results
   layout = ('an MPII annotation or predictions file: RELEASE or a top-level annolist, '
             'annorect(j).annopoints.point(k) with x, y, id')
   try:
     mat = scipy.io.whosmat(path)
   except FileNotFoundError:
-    raise BadFile(f'{path}: no such file (expected {layout})') from None
+    raise MissingData(f'{path}: no such file (expected {layout})') from None
   except Exception:  # not a .mat: let load() say so below
     mat = []
   names = [m[0] for m in mat]
   if 'prediction_all' in names:
     raise BadFile(f'{path} holds prediction_all (the LSP/FLIC layout); expected {layout}')
   try:
-    res = mpii_results.score(annotations, path)
+    res = mpii_files.score(annotations, path)
   except FileNotFoundError as e:
-    raise BadFile(f'{e}; expected {layout}') from None
+    raise MissingData(f'{e}; expected {layout}') from None
   except ValueError as e:
     raise BadFile(f'{e}; expected {layout}') from None
   return res['table'], res['num_people']
@@ -530,7 +528,10 @@ def write_mpii_submission(path: str, annotations: str, image_ids, keypoints, par
   """
   try:
     images = mpii_mat.load(annotations)
-  except (FileNotFoundError, ValueError) as e:
+  except FileNotFoundError as e:
+    raise MissingData(f'{e}; expected the official MPII annotation file (RELEASE with annolist '
+                      'and img_train)') from None
+  except ValueError as e:
     raise BadFile(f'{e}; expected the official MPII annotation file (RELEASE with annolist and '
                   'img_train)') from None
   tests = [im for im in images if im.img_train == 0]
