@@ -15,6 +15,7 @@ shoulder to right hip) is 100 px, predictions equal the truth except six designe
 The training images 1-1000 hold a different pose, so scoring them would miss everything.
 Hand count: 6 misses of 14,000 joints, Mean 13994 / 14000 = 99.957%; r_wrist 998 / 1000;
 l_elbow, l_ankle, neck, head_top 999 / 1000; Wrist (r, l averaged) 99.9, Elbow 99.95.
+With the predicted torso instead (not the rule), im1003's r_wrist would be a hit.
 
 FLIC (examples.mat, 7 examples, 4 with istest: 2, 4, 5, 6): coords in the 11 labelled slots,
 NaN elsewhere.
@@ -26,7 +27,8 @@ NaN elsewhere.
         a miss with the ground truth's torso.
   ex 6  torso 100; both wrists 30 px off, r_elbow 25 px off: misses.
 Hand count: elbows l 4/4, r 3/4 -> Elbow 87.5; wrists l 3/4, r 2/4 -> Wrist 62.5; at 0.1 the
-elbows are l 3/4 (ex 4's 19 px), r 3/4 -> 75.0.
+elbows are l 3/4 (ex 4's 19 px), r 3/4 -> 75.0. Normalised by the predicted torso (the release's
+MATLAB code, ``normaliser='prediction'``) ex 5's r_wrist is a hit: Wrist 75.0.
 """
 import json
 import os
@@ -126,6 +128,9 @@ def test_lsp_hand_computed(tmp_path, layout):
   assert tab['row']['Elbow'] == pytest.approx(0.9995)
   assert tab['row']['Head'] == 0.999
   assert tab['metric'] == 'PCK@0.2' and tab['curves']['thresholds'][-1] == 0.2
+  other = bf.score_files('lsp', gt_path, [pred_path], normaliser='prediction')
+  assert other['files'][0]['table']['per_part']['r_wrist'] == 999 / 1000
+  assert other['files'][0]['table']['row']['Mean'] == 13995 / 14000
 
 
 def test_lsp_rules_each_flip_a_joint(tmp_path):
@@ -397,6 +402,10 @@ def test_flic_hand_computed(tmp_path):
   assert tab['curves']['Elbow'][0] == 0.75 and tab['curves']['Wrist'][-1] == 0.625
   text = bf.markdown(res)
   assert '| FLIC_prediction_fixture | 87.50 | 62.50 |' in text
+  # As the release's MATLAB code scores (the predicted torso): ex 5's predicted torso of 115 px
+  # allows its r_wrist's 22 px, so r_wrist is 3/4 and Wrist 75.0.
+  mat = bf.score_files('flic', gt_path, [pred_path], normaliser='prediction')
+  assert mat['files'][0]['table']['row'] == {'Elbow': 0.875, 'Wrist': 0.75}
   bf.plot_curves(res, str(tmp_path / 'flic.png'))
   assert os.path.getsize(tmp_path / 'flic.png') > 10_000
 
