@@ -297,7 +297,6 @@ def test_legacy_layers_unpacked_floats_flic_order(tmp_path):
   legacy blob shapes, floats one by one), converted to the FLIC part order."""
   import jax
   from posemachines import models
-  from posemachines.evaluation.inference import Model  # noqa: F401  (the layer is importable)
   from posemachines.objectives import per_model
   spec = small_spec(2, 10)
   weights = random_weights(spec, seed=3)
@@ -522,6 +521,25 @@ def test_deploy_that_does_not_match(tmp_path):
   with pytest.raises(errors.ConfigMismatch, match=r'layer conv7_stage1 is a 1x1 convolution with '
                                                   r'15 outputs; the config small has 1x1 with 10'):
     _convert_params(tmp_path, spec, weights, small_config(2, 'flic'))
+
+
+def test_config_by_deploy_and_input_size(tmp_path):
+  spec = small_spec(3, 15)
+  deploy, model = write(tmp_path, spec, random_weights(spec))
+  net = convert_caffe.read_deploy(deploy)
+  assert convert_caffe.deploy_shape(net) == (3, 15)
+  assert convert_caffe.deploy_input(net) == ('data', (1, 4, SIZE, SIZE))
+  assert convert_caffe.DEFAULT_CONFIGS == {(6, 15): 'cpm_mpii', (4, 10): 'cpm_flic'}
+  with pytest.raises(errors.BadFlag, match=r"has 3 stages and 15 outputs, not a released "
+                                           r"model's shape \(6 / 15 or 4 / 10\); give --config"):
+    convert_caffe.convert(deploy, model, str(tmp_path / 'art'))
+  with pytest.raises(errors.ConfigMismatch, match=r'the input is 40 x 40 px; config small has '
+                                                  r'data.crop_size=64'):
+    convert_caffe.convert_params(net, convert_caffe.read_weights(model), small_config(3),
+                                 deploy, model, 'small')
+  full = convert_caffe.release_config(convert_caffe.load_config('cpm_lsp'), 368)
+  assert full.targets.center_sigma == 21.0 and full.data.crop_size == 368
+  assert full.data.eval_dataset == 'lsp'
 
 
 def test_bad_files(tmp_path):

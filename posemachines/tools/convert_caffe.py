@@ -160,6 +160,13 @@ def _belief_conv(mapped, t: int) -> str:
               mp.flax[0] == ('stage1' if t == 1 else f'stage{t}'))
 
 
+def deploy_input(net: caffe_proto.Net):
+  """(name, shape) of the deploy's input: the first net input or Input layer."""
+  data = net.inputs[0] if net.inputs else next(
+      (l.top[0] for l in net.layers if l.type == 'Input' and l.top), None)
+  return data, (net.input_shape(data) if data else None)
+
+
 def deploy_shape(net: caffe_proto.Net) -> tuple[int, int]:
   """(stages, output channels) of a release-style deploy: from its layer names."""
   stages = 1 + len({m.group(1) for l in net.layers
@@ -211,9 +218,7 @@ def check_deploy(net, model_cfg, mapped, stride: int, where: str, config_name: s
   mismatch = lambda msg: ConfigMismatch(f'{where}: {msg} (config {config_name})')
 
   # The input: 'data' of 1 x C x S x S, sliced into the image and the center map.
-  data = net.inputs[0] if net.inputs else next(
-      (l.top[0] for l in net.layers if l.type == 'Input' and l.top), None)
-  shape = net.input_shape(data) if data else None
+  data, shape = deploy_input(net)
   if not shape or len(shape) != 4 or shape[2] != shape[3]:
     raise BadFile(f'{where}: the input {data!r} has shape {shape}; expected a square '
                   '1 x 4 x S x S input (image, then center map)')
@@ -388,6 +393,9 @@ def convert_params(deploy, weights, config, deploy_path: str = 'deploy',
   mapped = plan(m)
   expected = {mp.flax: _at(shapes, mp.flax)['kernel'].shape for mp in mapped}
   orders, size = check_deploy(deploy, m, mapped, model.stride, deploy_path, config_name)
+  if size != crop:
+    raise ConfigMismatch(f'{deploy_path}: the input is {size} x {size} px; config {config_name} '
+                         f'has data.crop_size={crop} (release_config sets it from the deploy)')
   _check_widths(deploy, mapped, expected, deploy_path, config_name)
   num_out = expected[mapped[next(i for i, mp in enumerate(mapped) if mp.beliefs)].flax][3]
   perm = permutation(config.data.parts, num_out, config_name)
@@ -500,8 +508,7 @@ def convert(prototxt: str, caffemodel: str, output: str, config=None, workdir: s
     config_name = config_name or config
     config = load_config(config)
   config_name = config_name or 'given'
-  data = deploy.inputs[0] if deploy.inputs else None
-  shape = deploy.input_shape(data) if data else None
+  _, shape = deploy_input(deploy)
   size = int(shape[2]) if shape and len(shape) == 4 else config.data.crop_size
   config = release_config(config, size)
   params, record = convert_params(deploy, weights, config, prototxt, caffemodel, config_name)
