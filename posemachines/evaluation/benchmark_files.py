@@ -442,7 +442,7 @@ def plot_curves(result: dict, path: str, title: str | None = None) -> None:
       if name not in c:
         continue
       at = f['table']['row'].get(name, math.nan)
-      label = f'{f["name"]} ({100 * at:.1f})' if np.isfinite(at) else f['name']
+      label = f'{f["name"]} ({100 * at:.2f})' if np.isfinite(at) else f['name']
       ax.plot(c['thresholds'], 100 * np.asarray(c[name], np.float64), color=colour, lw=1.6,
               label=label)
     ax.set_title(name, fontsize=10)
