@@ -503,7 +503,7 @@ def test_mpii_files_side_by_side(tmp_path):
   gt = str(tmp_path / 'gt.mat')
   res = bf.score_files('mpii', gt, [str(tmp_path / 'near.mat'), str(tmp_path / 'far.mat')],
                        names=['near', 'far'])
-  assert res['num_people'] == 3
+  assert res['num_people'] == 3 and res['files'][0]['left_out'] == {}
   assert res['files'][0]['table'] == mpii_files.score(gt, str(tmp_path / 'near.mat'))['table']
   # head size 30: 15 px allowed at 0.5; 5 px off all hit, 20 px off all miss
   assert res['files'][0]['table']['row']['Mean'] == 1.0

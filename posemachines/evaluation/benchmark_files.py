@@ -333,7 +333,7 @@ def _json_tables(path: str, dataset: str) -> list[tuple[str, dict]]:
   return found
 
 
-def _mpii_table(annotations: str, path: str) -> tuple[dict, int]:
+def _mpii_table(annotations: str, path: str) -> dict:
   layout = ('an MPII annotation or predictions file: RELEASE or a top-level annolist, '
             'annorect(j).annopoints.point(k) with x, y, id')
   try:
@@ -351,7 +351,7 @@ def _mpii_table(annotations: str, path: str) -> tuple[dict, int]:
     raise MissingData(f'{e}; expected {layout}') from None
   except ValueError as e:
     raise BadFile(f'{e}; expected {layout}') from None
-  return res['table'], res['num_people']
+  return res
 
 
 def score_files(dataset: str, annotations: str, predictions, names=None,
@@ -359,8 +359,9 @@ def score_files(dataset: str, annotations: str, predictions, names=None,
   """Every predictions file against the benchmark's ground truth ``annotations``.
 
   Returns {'dataset', 'annotations', 'num_people', 'normaliser', 'files': [{'name', 'path',
-  'format', 'table'}]} in the order given; ``names`` (default: the file names) label the
-  methods; ``normaliser`` as for ``score`` (LSP and FLIC prediction_all files only).
+  'format', 'table'}]} in the order given (MPII files also with 'num_people' and 'left_out', by
+  reason); ``names`` (default: the file names) label the methods; ``normaliser`` as for
+  ``score`` (LSP and FLIC prediction_all files only).
   """
   _parts(dataset)
   predictions = [predictions] if isinstance(predictions, str) else list(predictions)
@@ -376,14 +377,16 @@ def score_files(dataset: str, annotations: str, predictions, names=None,
         label = names[i] if names is not None and len(tables) == 1 else name
         files.append({'name': label, 'path': path, 'format': 'json', 'table': tab})
       continue
+    entry = {'name': names[i] if names is not None else base, 'path': path}
     if dataset == 'mpii':
-      tab, num_people = _mpii_table(annotations, path)
-      fmt = 'annolist'
+      res = _mpii_table(annotations, path)
+      num_people = res['num_people']
+      entry.update(format='annolist', table=res['table'], num_people=res['num_people'],
+                   left_out=res['left_out'])
     else:
-      tab = score(gt, read_prediction_all(path, gt), normaliser)
-      fmt = 'prediction_all'
-    files.append({'name': names[i] if names is not None else base, 'path': path, 'format': fmt,
-                  'table': tab})
+      entry.update(format='prediction_all',
+                   table=score(gt, read_prediction_all(path, gt), normaliser))
+    files.append(entry)
   result = {'dataset': dataset, 'annotations': os.fspath(annotations), 'num_people': num_people,
             'normaliser': normaliser if dataset != 'mpii' else 'head size', 'files': files}
   if gt is not None and gt.swapped is not None:
