@@ -1,7 +1,13 @@
-"""``python -m posemachines.evaluate``: evaluation as the benchmarks score it: ``python -m posemachines.evaluate --model=MODEL``
-(an exported artifact or a training workdir).
+"""``python -m posemachines.evaluate``: evaluation as the benchmarks score it.
 
-Flags and the entry point; the work is done in posemachines/tools/evaluate.py.
+  python -m posemachines.evaluate --model=MODEL [--dataset=D --split=S --mat_dir=DIR]
+  python -m posemachines.evaluate --dataset=mpii|lsp|flic --annotations=GT \
+      --predictions=P1[,P2,...] [--names=A,B] [--json] [--out=DIR]
+
+The first evaluates a model (an exported artifact or a training workdir) on a dataset split
+(evaluation/runner.py); the second scores prediction files in the layouts their owners
+distribute against a benchmark's ground truth, side by side (evaluation/benchmark_files.py).
+Flags and the entry point only.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import os
 from absl import app, flags
 
 from posemachines.core import errors
-from posemachines.evaluation import metrics, mpii_files
+from posemachines.evaluation import benchmark_files, metrics
 from posemachines.tools import loading
 from posemachines.evaluation import runner
 from posemachines.tools import evaluate as evaluate_lib
@@ -32,31 +38,75 @@ def define_flags():
   flags.DEFINE_integer('batch_size', 8, 'People per step (each gives 2 x len(scales) crops).')
   flags.DEFINE_float('grid_stride', None, 'Merge grid spacing in crop pixels (default: stride/2).')
   flags.DEFINE_string('out', None, 'Output directory (default: MODEL/eval_DATASET_SPLIT).')
-  flags.DEFINE_string('mat_dir', None, 'Also write predictions.mat (and annotations.mat) here.')
-  flags.DEFINE_string('annotations', None, 'Ground-truth MPII .mat file to score against.')
-  flags.DEFINE_string('predictions', None, 'MPII .mat predictions file to score.')
-  flags.DEFINE_bool('json', False, 'With --annotations/--predictions: print JSON.')
+  flags.DEFINE_string('mat_dir', None, "Also write the final stage's predictions in the dataset's "
+                      'own format here: LSP/FLIC prediction_all, the MPII test-server file '
+                      '(--split=test, with --annotations), else an MPII annolist .mat.')
+  flags.DEFINE_string('annotations', None, "The dataset's ground-truth file as distributed: MPII "
+                      '.mat (RELEASE or annolist), LSP joints.mat or FLIC examples.mat.')
+  flags.DEFINE_list('predictions', [], 'Prediction files to score against --annotations: '
+                    'prediction_all .mat (LSP, FLIC), MPII annolist .mat, or the eval.json that '
+                    'evaluate writes.')
+  flags.DEFINE_list('names', [], 'A name for each --predictions file (default: file names).')
+  flags.DEFINE_bool('json', False, 'With --predictions: print JSON.')
 
 
 def _score_files(fl):
-  result = mpii_files.score(fl.annotations, fl.predictions)
+  dataset = fl.dataset or 'mpii'
+  if dataset not in benchmark_files.DATASETS:
+    raise errors.BadFlag(f'--dataset={dataset}: prediction files are scored for '
+                         f'{", ".join(benchmark_files.DATASETS)}')
+  if fl.names and len(fl.names) != len(fl.predictions):
+    raise errors.BadFlag(f'--names has {len(fl.names)} names for {len(fl.predictions)} '
+                         '--predictions files')
+  result = benchmark_files.score_files(dataset, fl.annotations, fl.predictions,
+                                       names=fl.names or None)
+  if fl.out:
+    benchmark_files.write_outputs(result, fl.out)
   if fl.json:
     print(json.dumps(result, indent=2))
-    return
-  print(metrics.markdown([result['table']], f'{fl.predictions} against {fl.annotations}, '
-                                            f'{result["num_people"]} people',
-                         header='predictions', rows=[os.path.basename(fl.predictions)]))
-  for reason, count in result['left_out'].items():
-    print(f'left out: {count} people ({reason})')
+  else:
+    print(benchmark_files.markdown(result))
+    if fl.out:
+      print(f'Written to {fl.out}')
+
+
+def _write_mat(fl, model, result, pred, truth, src, split):
+  """The final stage's predictions in the dataset's own format under --mat_dir."""
+  dataset = result['dataset']
+  if dataset == 'lsp':
+    path = os.path.join(fl.mat_dir, 'LSP_prediction.mat')
+    benchmark_files.write_prediction_all(path, benchmark_files.lsp_prediction_all(
+        truth['image_id'], pred[-1], model.parts))
+  elif dataset == 'flic':
+    if not fl.annotations:
+      raise errors.BadFlag('--mat_dir for FLIC needs --annotations=examples.mat (the order of '
+                           'the test examples)')
+    path = os.path.join(fl.mat_dir, 'FLIC_prediction.mat')
+    benchmark_files.write_prediction_all(path, benchmark_files.flic_prediction_all(
+        fl.annotations, truth['image_id'], truth['center'], pred[-1], model.parts))
+  elif dataset == 'mpii' and split == 'test':
+    if not fl.annotations:
+      raise errors.BadFlag('--mat_dir for the MPII test split needs --annotations='
+                           'mpii_human_pose_v1_u12_1.mat (the order of the test people)')
+    path = os.path.join(fl.mat_dir, 'pred_keypoints_mpii.mat')
+    benchmark_files.write_mpii_submission(path, fl.annotations, truth['image_id'], pred[-1],
+                                          model.parts, centers=truth['center'])
+  else:
+    evaluate_lib.write_mat(pred, truth, src, model.parts, fl.mat_dir)
+    path = os.path.join(fl.mat_dir, 'predictions.mat')
+  print(f'Predictions written to {path}')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   fl = flags.FLAGS
-  if fl.annotations or fl.predictions:
-    if not (fl.annotations and fl.predictions):
-      raise app.UsageError('--annotations and --predictions go together')
+  if fl.predictions:
+    if not fl.annotations:
+      raise errors.BadFlag('--predictions needs --annotations=GROUND_TRUTH to score against')
+    if fl.model:
+      raise errors.BadFlag('give --model (evaluate a model) or --predictions (score files), '
+                           'not both')
     return _score_files(fl)
   if not fl.model:
     raise app.UsageError('Give --model=ARTIFACT_OR_WORKDIR, or --annotations and --predictions')
@@ -77,7 +127,8 @@ def main(argv):
   out = fl.out or os.path.join(fl.model, f'eval_{result["dataset"]}_{split}')
   evaluate_lib.write_outputs(result, out)
   if fl.mat_dir:
-    evaluate_lib.write_mat(pred, truth, src, model.parts, fl.mat_dir)
+    os.makedirs(fl.mat_dir, exist_ok=True)
+    _write_mat(fl, model, result, pred, truth, src, split)
   if result['stages']:
     print(metrics.markdown(result['stages'], f'{result["dataset"]} {split}, '
                                              f'{result["num_people"]} people'))

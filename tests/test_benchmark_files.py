@@ -593,3 +593,27 @@ def test_mpii_submission_positions(tmp_path):
                                                r'annotation file'):
     bf.write_mpii_submission(str(tmp_path / 'x.mat'), str(tmp_path / 'nope.mat'), [], kp[:0],
                              'cpm14', centers=[])
+
+
+def test_cli_scores_lsp_files_side_by_side(tmp_path):
+  """``evaluate --dataset=lsp --annotations --predictions=A,B --names --out`` as a user runs it."""
+  import subprocess
+  import sys
+  gt_path, pred_path, joints, _ = write_lsp(tmp_path)
+  perfect = tmp_path / 'perfect.mat'
+  bf.write_prediction_all(perfect, joints[1000:, :, :2].transpose(1, 2, 0))
+  out = tmp_path / 'cmp'
+  run = subprocess.run([sys.executable, '-m', 'posemachines.evaluate', '--dataset=lsp',
+                        f'--annotations={gt_path}', f'--predictions={pred_path},{perfect}',
+                        '--names=fixture,truth', f'--out={out}'], capture_output=True, text=True,
+                       timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert '| fixture | 99.90 | 100.00 | 99.95 | 99.90 | 100.00 | 100.00 | 99.95 | 99.96 |' in run.stdout
+  assert '| truth | 100.00 |' in run.stdout
+  assert os.path.getsize(out / 'curves.png') > 10_000
+  bad = subprocess.run([sys.executable, '-m', 'posemachines.evaluate', '--dataset=lsp',
+                        f'--annotations={gt_path}', f'--predictions={pred_path}',
+                        '--names=a,b'], capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines()[-1] == (
+      'posemachines.evaluate: error: --names has 2 names for 1 --predictions files')

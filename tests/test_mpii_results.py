@@ -123,7 +123,8 @@ def test_command_line_scoring(tmp_path):
                         f'--predictions={pred}', '--json'], env=env, capture_output=True,
                        text=True, timeout=300, check=True).stdout
   res = json.loads(out)
-  assert res['num_people'] == 5
-  assert res['table']['row']['Mean'] == 1.0 and res['table']['row']['Mean@0.1'] == 0.0
+  assert res['num_people'] == 5 and len(res['files']) == 1
+  table = res['files'][0]['table']
+  assert table['row']['Mean'] == 1.0 and table['row']['Mean@0.1'] == 0.0
   with pytest.raises(FileNotFoundError, match='missing.mat'):
     mpii_results.score(str(gt), str(tmp_path / 'missing.mat'))
