@@ -25,6 +25,7 @@ setup(
         'scipy',
         'matplotlib',
         'pillow',
+        'pycocotools',
         'tqdm',
     ],
     extras_require={'test': ['pytest', 'import-linter'], 'video': ['imageio', 'imageio-ffmpeg']},

@@ -35,6 +35,9 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       # relative to (default: the list's folder), and the fraction held out for validation
       # (when no record names its split).
       annotations='', image_dir='', validation_fraction=0.0,
+      # coco: person boxes are grown to this aspect ratio (width / height) and padded by this
+      # factor (posemachines/data/coco.py); target_dist 368 / 200 makes such a box fill the crop.
+      coco_aspect_ratio=192 / 256, coco_padding=1.25,
       parts='cpm14',                 # model part order (posemachines/skeleton.py)
       crop_size=368,
       target_dist=41 / 35,           # person height after normalisation = 200 * target_dist px at 368

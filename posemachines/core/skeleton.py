@@ -1,6 +1,7 @@
 """Part sets, flip pairs, limbs and conversions between the datasets' part orders.
 
-Every dataset stores its keypoints in its own native order (MPII 16, LSP 14, FLIC 9). Models predict
+Every dataset stores its keypoints in its own native order (MPII 16, LSP 14, FLIC 9, COCO 17).
+Models predict
 in a model order (usually ``cpm14``, the released CPM's order). ``conversion(src, dst)`` gives, for
 each part of ``dst``, the index of the same part in ``src`` (or -1 when ``src`` lacks it).
 """
@@ -67,6 +68,20 @@ LSP_PARTS = ('r_ankle', 'r_knee', 'r_hip', 'l_hip', 'l_knee', 'l_ankle', 'r_wris
              'r_shoulder', 'l_shoulder', 'l_elbow', 'l_wrist', 'neck', 'head_top')
 FLIC_PARTS = ('l_shoulder', 'l_elbow', 'l_wrist', 'r_shoulder', 'r_elbow', 'r_wrist', 'l_hip',
               'r_hip', 'nose')
+# COCO keypoints, in the order of COCO's annotation files (keypoint k is at 3k, 3k+1, 3k+2). Its
+# body joints share the names (and so the conversions) of the other sets; its nose is FLIC's nose;
+# its eyes and ears have no counterpart elsewhere, nor have MPII's head top, neck, thorax, pelvis.
+COCO17_PARTS = ('nose', 'l_eye', 'r_eye', 'l_ear', 'r_ear', 'l_shoulder', 'r_shoulder', 'l_elbow',
+                'r_elbow', 'l_wrist', 'r_wrist', 'l_hip', 'r_hip', 'l_knee', 'r_knee', 'l_ankle',
+                'r_ankle')
+# COCO's own 19 links (its person category's ``skeleton``), as part names.
+COCO17_LIMBS = (
+    ('l_ankle', 'l_knee'), ('l_knee', 'l_hip'), ('r_ankle', 'r_knee'), ('r_knee', 'r_hip'),
+    ('l_hip', 'r_hip'), ('l_shoulder', 'l_hip'), ('r_shoulder', 'r_hip'),
+    ('l_shoulder', 'r_shoulder'), ('l_shoulder', 'l_elbow'), ('r_shoulder', 'r_elbow'),
+    ('l_elbow', 'l_wrist'), ('r_elbow', 'r_wrist'), ('l_eye', 'r_eye'), ('nose', 'l_eye'),
+    ('nose', 'r_eye'), ('l_eye', 'l_ear'), ('r_eye', 'r_ear'), ('l_ear', 'l_shoulder'),
+    ('r_ear', 'r_shoulder'))
 
 
 def _make(name, parts):
@@ -80,8 +95,9 @@ MPII = _make('mpii', MPII_PARTS)
 CPM14 = _make('cpm14', CPM14_PARTS)
 LSP = _make('lsp', LSP_PARTS)
 FLIC = _make('flic', FLIC_PARTS)
+COCO17 = Skeleton('coco17', COCO17_PARTS, COCO17_LIMBS)
 
-SKELETONS = {s.name: s for s in (MPII, CPM14, LSP, FLIC)}
+SKELETONS = {s.name: s for s in (MPII, CPM14, LSP, FLIC, COCO17)}
 
 
 def get(name: str) -> Skeleton:

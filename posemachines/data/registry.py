@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-DATASETS = ('synthetic_people', 'json_people', 'mpii', 'lsp', 'lsp_extended', 'flic')
+DATASETS = ('synthetic_people', 'json_people', 'mpii', 'lsp', 'lsp_extended', 'flic', 'coco')
 
 
 def data_dir(config) -> str:
@@ -86,6 +86,10 @@ def get_builder(config, name: str | None = None):
   if name == 'flic':
     from posemachines.data import flic
     return flic.builder(data_dir(config), manual_dir)
+  if name == 'coco':
+    from posemachines.data import coco
+    return coco.builder(data_dir(config), manual_dir,
+                        aspect_ratio=data.coco_aspect_ratio, padding=data.coco_padding)
   raise ValueError(f'No dataset builder named {name!r}; available: {", ".join(DATASETS)}')
 
 

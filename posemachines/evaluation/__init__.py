@@ -1,1 +1,2 @@
-"""Benchmark metrics, visibility, official file formats and multi-view inference."""
+"""Benchmark metrics, visibility, official file formats (MPII .mat, COCO keypoint results) and
+multi-view inference."""
