@@ -39,7 +39,8 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       # factor (posemachines/data/coco.py); target_dist 368 / 200 makes such a box fill the crop.
       coco_aspect_ratio=192 / 256, coco_padding=1.25,
       parts='cpm14',                 # model part order (posemachines/skeleton.py)
-      crop_size=368,
+      crop_size=368,                 # the crop's height (and width, unless crop_width is set)
+      crop_width=0,                  # 0: a square crop; else its width (e.g. 256 x 192)
       target_dist=41 / 35,           # person height after normalisation = 200 * target_dist px at 368
       scale_min=0.7, scale_max=1.3, max_rotation=40.0, flip=True, max_shift=40.0,
       max_others=4,                  # other people kept for stage-1 peaks

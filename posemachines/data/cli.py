@@ -30,7 +30,9 @@ def config_from_flags():
     if fl.dataset:
       c.data.dataset = fl.dataset
       if fl.config is None:
-        c.data.parts = 'flic' if fl.dataset == 'flic' else 'cpm14'
+        c.data.parts = {'flic': 'flic', 'coco': 'coco17'}.get(fl.dataset, 'cpm14')
+        if fl.dataset == 'coco':  # top-down crops: the padded box fills 256 x 192
+          c.data.update(dict(crop_size=256, crop_width=192, target_dist=368 / 200))
     if fl.data_dir:
       c.data.data_dir = fl.data_dir
     if fl.manual_dir:

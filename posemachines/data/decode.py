@@ -14,23 +14,27 @@ centres at integers). For a JPEG, ``decode_warp``
      (r (u + x0) + (r - 1) / 2, r (v + y0) + (r - 1) / 2).
 
 Keypoints go through ``crop_to_image`` unchanged, so they land exactly where the pixels land
-(tests check this with markers). Other formats (PNG) are decoded whole.
+(tests check this with markers). Other formats (PNG) are decoded whole. ``crop_size`` is an int
+(a square crop) or a (height, width) pair (posemachines/core/crops.py).
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
+from posemachines.core import crops
+
 GREY = 128.0
 RATIOS = (1, 2, 4, 8)
 
 
-def warp(image, crop_to_image, crop_size: int):
+def warp(image, crop_to_image, crop_size):
   """Bilinear warp with grey padding: output pixel (x, y) samples ``image`` at A (x, y, 1)."""
+  h, w = crops.size_hw(crop_size)
   a = tf.reshape(tf.cast(crop_to_image, tf.float32), [6])
   transform = tf.concat([a, tf.zeros([2])], axis=0)[None]
   out = tf.raw_ops.ImageProjectiveTransformV3(
       images=tf.cast(image, tf.float32)[None], transforms=transform,
-      output_shape=tf.constant([crop_size, crop_size]), fill_value=GREY,
+      output_shape=tf.constant([h, w]), fill_value=GREY,
       interpolation='BILINEAR', fill_mode='CONSTANT')[0]
   return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
 
@@ -42,13 +46,14 @@ def choose_ratio(crop_to_image):
   return tf.maximum(tf.reduce_sum(tf.cast(fits, tf.int32)) - 1, 0)
 
 
-def scaled_window(crop_to_image, crop_size: int, height, width, ratio: int):
+def scaled_window(crop_to_image, crop_size, height, width, ratio: int):
   """(window [y0, x0, h, w] in the ratio-scaled image, window-pixel -> crop matrix inputs).
 
   Returns the crop window to decode and the 2x3 matrix taking crop pixels to window pixels.
   """
-  s = float(crop_size - 1)
-  corners = tf.constant([[0.0, 0.0], [s, 0.0], [0.0, s], [s, s]])
+  ch, cw = crops.size_hw(crop_size)
+  sx, sy = float(cw - 1), float(ch - 1)
+  corners = tf.constant([[0.0, 0.0], [sx, 0.0], [0.0, sy], [sx, sy]])
   image_pts = tf.linalg.matvec(crop_to_image[None, :, :2], corners) + crop_to_image[:, 2]
   scaled = (image_pts - (ratio - 1) / 2.0) / ratio
   dims = tf.stack([(width + ratio - 1) // ratio, (height + ratio - 1) // ratio])  # x, y
@@ -67,7 +72,7 @@ def decode_full(encoded):
   return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
-def decode_window(encoded, crop_to_image, crop_size: int):
+def decode_window(encoded, crop_to_image, crop_size):
   """For a JPEG: the uint8 window of it that the crop samples, decoded at the chosen DCT ratio,
   and the 2x3 matrix taking crop pixels to window pixels."""
   crop_to_image = tf.cast(crop_to_image, tf.float32)
@@ -83,8 +88,8 @@ def decode_window(encoded, crop_to_image, crop_size: int):
   return tf.switch_case(choose_ratio(crop_to_image), [branch(r) for r in RATIOS])
 
 
-def decode_warp(encoded, crop_to_image, crop_size: int, fast: bool = True):
-  """The uint8 crop [S, S, 3] that ``crop_to_image`` cuts from the encoded image."""
+def decode_warp(encoded, crop_to_image, crop_size, fast: bool = True):
+  """The uint8 crop [H, W, 3] that ``crop_to_image`` cuts from the encoded image."""
   crop_to_image = tf.cast(crop_to_image, tf.float32)
   if not fast:
     return warp(decode_full(encoded), crop_to_image, crop_size)
@@ -95,4 +100,4 @@ def decode_warp(encoded, crop_to_image, crop_size: int, fast: bool = True):
 
   out = tf.cond(tf.io.is_jpeg(encoded), jpeg,
                 lambda: warp(decode_full(encoded), crop_to_image, crop_size))
-  return tf.ensure_shape(out, [crop_size, crop_size, 3])
+  return tf.ensure_shape(out, [*crops.size_hw(crop_size), 3])

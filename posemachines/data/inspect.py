@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from posemachines.core import crops as crop_sizes  # noqa: E402
 from posemachines.core import skeleton# noqa: E402
 from posemachines.codec import targets# noqa: E402
 from posemachines.data import cli  # noqa: E402
@@ -75,8 +76,8 @@ def samples(config, split: str, num: int, augment: bool = True, seed: int = 0) -
 
 def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 100) -> None:
   skel = skeleton.get(config.data.parts)
-  size = config.data.crop_size
-  maps = size // STRIDE
+  h, w = crop_sizes.size_hw(crop_sizes.from_config(config.data))
+  map_h, map_w = h // STRIDE, w // STRIDE
   cols = 2 * min(len(crops), 4)
   rows = -(-len(crops) // 4)
   fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
@@ -94,14 +95,14 @@ def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 
     left.scatter(kp[hidden, 0], kp[hidden, 1], s=40, facecolors='none', edgecolors='white',
                  linewidths=1.0, zorder=4)
     left.set_title(f"{ex['dataset']} #{i}", fontsize=8)
-    beliefs = np.asarray(targets.belief_maps(jnp.asarray(kp), maps, maps, STRIDE,
+    beliefs = np.asarray(targets.belief_maps(jnp.asarray(kp), map_h, map_w, STRIDE,
                                              config.targets.sigma, others=jnp.asarray(others)))
-    right.imshow(ex['image'], alpha=0.5, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+    right.imshow(ex['image'], alpha=0.5, extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     right.imshow(beliefs[..., :-1].max(-1), cmap='inferno', alpha=0.6, vmin=0, vmax=1,
-                 extent=(-0.5, maps * STRIDE - 0.5, maps * STRIDE - 0.5, -0.5))
-    right.plot([(size - 1) / 2], [(size - 1) / 2], 'c+', ms=10)
-    right.set_xlim(-0.5, size - 0.5)
-    right.set_ylim(size - 0.5, -0.5)
+                 extent=(-0.5, map_w * STRIDE - 0.5, map_h * STRIDE - 0.5, -0.5))
+    right.plot([(w - 1) / 2], [(h - 1) / 2], 'c+', ms=10)
+    right.set_xlim(-0.5, w - 0.5)
+    right.set_ylim(h - 0.5, -0.5)
     right.set_title('belief maps (all people)', fontsize=8)
   fig.suptitle(title or 'left parts blue, right red; occluded parts circled; others yellow',
                fontsize=9)

@@ -1,13 +1,14 @@
 """Host input pipeline: tf.data over a tfds split, one person-centric affine warp per example.
 
 Per example: decode, then one affine warp image -> crop that normalises the person's size
-(person height -> 200 * target_dist * crop / 368 px), applies random scale, rotation, flip and
-shift, and crops ``crop_size`` x ``crop_size`` with grey padding. The keypoints go through exactly
-the same transform; a flip swaps left and right parts. All randomness is stateless, from
-(seed, epoch, example index), so a run is reproducible and resumes exactly from its step.
+(person height -> 200 * target_dist * crop height / 368 px), applies random scale, rotation, flip
+and shift, and crops H x W (``crop_size`` x ``crop_width``, square by default) with grey padding.
+The keypoints go through exactly the same transform; a flip swaps left and right parts. All
+randomness is stateless, from (seed, epoch, example index), so a run is reproducible and resumes
+exactly from its step.
 
 Batches are dicts of numpy arrays (host-local part of the global batch):
-  image      uint8 [B, S, S, 3]
+  image      uint8 [B, H, W, 3]
   keypoints  float32 [B, P, 3]     x, y in crop pixels, annotated flag (model part order)
   visible    float32 [B, P]
   others     float32 [B, K, P, 3]  other people (zero-padded to K = max_others)
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from posemachines.core import crops
 from posemachines.core import skeleton
 from posemachines.data import decode
 from posemachines.data import registry
@@ -32,7 +34,7 @@ GREY = decode.GREY
 
 @dataclasses.dataclass(frozen=True)
 class Augment:
-  crop_size: int
+  crop_size: int | tuple[int, int]  # S (square) or (H, W); person size follows the height
   target_dist: float
   scale_min: float = 1.0
   scale_max: float = 1.0
@@ -42,7 +44,7 @@ class Augment:
 
   @classmethod
   def from_config(cls, data, train: bool):
-    base = dict(crop_size=data.crop_size, target_dist=data.target_dist)
+    base = dict(crop_size=crops.from_config(data), target_dist=data.target_dist)
     if not train:
       return cls(**base)
     return cls(scale_min=data.scale_min, scale_max=data.scale_max, max_rotation=data.max_rotation,
@@ -67,13 +69,13 @@ def affine_params(aug: Augment, rng_seed):
 
 def image_to_crop(aug: Augment, center, person_scale, mult, rot, flip, shift):
   """The 2x3 affine matrix taking image pixels to crop pixels (pixel centres at integers)."""
-  s = (aug.crop_size / 368.0) * aug.target_dist / person_scale * mult
+  height, width = crops.size_hw(aug.crop_size)
+  s = (height / 368.0) * aug.target_dist / person_scale * mult
   theta = rot * (math.pi / 180.0)
   c, sn = tf.cos(theta) * s, tf.sin(theta) * s
   fx = tf.where(flip, -1.0, 1.0)
   m = tf.stack([tf.stack([fx * c, -fx * sn]), tf.stack([sn, c])])  # F R s
-  half = (aug.crop_size - 1) / 2.0
-  t = tf.stack([half, half]) + shift - tf.linalg.matvec(m, center)
+  t = tf.stack([(width - 1) / 2.0, (height - 1) / 2.0]) + shift - tf.linalg.matvec(m, center)
   return tf.concat([m, t[:, None]], axis=1)
 
 
@@ -88,7 +90,7 @@ def apply_affine(a, points):
   return tf.linalg.matvec(a[:, :2], points) + a[:, 2]
 
 
-def warp_image(image, crop_to_image, crop_size: int):
+def warp_image(image, crop_to_image, crop_size):
   """Bilinear warp with grey padding; output pixel (x, y) samples the image at A (x, y, 1)."""
   return decode.warp(image, crop_to_image, crop_size)
 

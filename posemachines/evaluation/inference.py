@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from posemachines.codec.keypoints import compose, decode_peaks, to_image
+from posemachines.core import crops
 from posemachines.core import skeleton
 
 DEFAULT_SCALES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
@@ -34,11 +35,12 @@ DEFAULT_SCALES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
 class Model:
   """A trained pose model ready for inference.
 
-  ``forward`` maps uint8 person-centred crops [B, S, S, 3] to every stage's belief maps
-  [T, B, ceil(S / stride), ceil(S / stride), P + 1]; it is traceable (use it inside jax.jit).
+  ``forward`` maps uint8 person-centred crops [B, H, W, 3] to every stage's belief maps
+  [T, B, ceil(H / stride), ceil(W / stride), P + 1]; it is traceable (use it inside jax.jit).
+  ``crop_size`` is S for a square crop, or (H, W).
   """
   forward: Callable[[Any], Any]
-  crop_size: int
+  crop_size: int | tuple[int, int]
   stride: int
   parts: str                 # skeleton name of the model's part order
   target_dist: float
@@ -63,7 +65,7 @@ def views(scales=DEFAULT_SCALES, flip: bool = True):
 
 def view_crops(image, center, scale, model: Model, view_list, encoded: bool = False,
                fast_decode: bool = True):
-  """TF: one image -> uint8 crops [V, S, S, 3] and the base view's crop_to_image [2, 3].
+  """TF: one image -> uint8 crops [V, H, W, 3] and the base view's crop_to_image [2, 3].
 
   ``image`` is decoded pixels [H, W, 3], or with ``encoded`` the file's bytes, decoded per view as
   the training pipeline does (only the window a view needs, see data/decode.py). The base view is
@@ -111,22 +113,23 @@ def _axis_weights(grid_crop, mult, mirrored, crop_size, stride, map_size):
 class Merge:
   """Resampling of every view's belief maps onto one grid fixed in the image.
 
-  Grid pixel k lies at base-crop coordinate ``k * grid_stride + offset`` along each axis; the grid
-  covers the largest view (the smallest multiplier).
+  Grid pixel (i, j) lies at base-crop coordinate (j * grid_stride + offset_x, i * grid_stride +
+  offset); the grid covers the largest view (the smallest multiplier).
   """
-  wy: np.ndarray            # [V, G, h]
-  wx: np.ndarray            # [V, G, w]
+  wy: np.ndarray            # [V, Gy, h]
+  wx: np.ndarray            # [V, Gx, w]
   perm: np.ndarray          # [V, C] channel order per view (mirrored views swap left and right)
   grid_stride: float
-  offset: float
+  offset: float             # along y (the rows)
+  offset_x: float | None = None  # along x; None: as ``offset`` (a square crop)
 
   @property
   def grid_to_crop(self) -> np.ndarray:
-    return np.array([[self.grid_stride, 0, self.offset], [0, self.grid_stride, self.offset]],
-                    np.float32)
+    ox = self.offset if self.offset_x is None else self.offset_x
+    return np.array([[self.grid_stride, 0, ox], [0, self.grid_stride, self.offset]], np.float32)
 
   def __call__(self, beliefs):
-    """beliefs [T, B, V, h, w, C] -> merged [T, B, G, G, C] (mean over views)."""
+    """beliefs [T, B, V, h, w, C] -> merged [T, B, Gy, Gx, C] (mean over views)."""
     beliefs = jnp.take_along_axis(beliefs, jnp.asarray(self.perm)[None, None, :, None, None, :],
                                   axis=-1)
     fill = jnp.zeros(beliefs.shape[-1]).at[-1].set(1.0)     # parts 0, background 1 outside
@@ -134,25 +137,37 @@ class Merge:
     return merged / self.wy.shape[0] + fill
 
 
-def make_merge(model: Model, view_list, map_size: int, grid_stride: float | None = None) -> Merge:
-  stride, crop = model.stride, model.crop_size
+def make_merge(model: Model, view_list, map_size, grid_stride: float | None = None) -> Merge:
+  """The Merge of ``view_list`` for maps of ``map_size`` (S, or (h, w))."""
+  stride = model.stride
+  crop_h, crop_w = crops.size_hw(model.crop_size)
+  map_h, map_w = crops.size_hw(map_size)
   gs = float(grid_stride or max(1, stride // 2))
-  size = int(math.ceil(crop / min(m for m, _ in view_list) / gs))
-  offset = (crop - 1) / 2.0 - (size - 1) / 2.0 * gs
-  grid = np.arange(size) * gs + offset
+  smallest = min(m for m, _ in view_list)
+
+  def axis(crop):
+    size = int(math.ceil(crop / smallest / gs))
+    offset = (crop - 1) / 2.0 - (size - 1) / 2.0 * gs
+    return np.arange(size) * gs + offset, offset
+
+  grid_y, offset_y = axis(crop_h)
+  grid_x, offset_x = axis(crop_w)
   flip = np.append(model.skeleton.flip_permutation, model.skeleton.num_parts)
   same = np.arange(len(flip))
-  wy = np.stack([_axis_weights(grid, m, False, crop, stride, map_size) for m, _ in view_list])
-  wx = np.stack([_axis_weights(grid, m, f, crop, stride, map_size) for m, f in view_list])
+  wy = np.stack([_axis_weights(grid_y, m, False, crop_h, stride, map_h) for m, _ in view_list])
+  wx = np.stack([_axis_weights(grid_x, m, f, crop_w, stride, map_w) for m, f in view_list])
   perm = np.stack([flip if f else same for _, f in view_list])
-  return Merge(wy.astype(np.float32), wx.astype(np.float32), perm, gs, offset)
+  return Merge(wy.astype(np.float32), wx.astype(np.float32), perm, gs, offset_y,
+               None if crop_h == crop_w else offset_x)
 
 
 def predict_fn(model: Model, view_list, grid_stride: float | None = None):
-  """A jitted function: (crops [B, V, S, S, 3], base crop_to_image [B, 2, 3]) ->
-  (keypoints in image pixels with scores [T, B, P, 3], merged maps [T, B, G, G, C]), and the Merge.
+  """A jitted function: (crops [B, V, H, W, 3], base crop_to_image [B, 2, 3]) ->
+  (keypoints in image pixels with scores [T, B, P, 3], merged maps [T, B, Gy, Gx, C]), and the
+  Merge.
   """
-  map_size = int(math.ceil(model.crop_size / model.stride))
+  crop_h, crop_w = crops.size_hw(model.crop_size)
+  map_size = (int(math.ceil(crop_h / model.stride)), int(math.ceil(crop_w / model.stride)))
   merge = make_merge(model, view_list, map_size, grid_stride)
 
   @jax.jit

@@ -9,25 +9,30 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from posemachines.codec import targets
+from posemachines.core import crops
 from posemachines.core import skeleton
 from posemachines.objectives import losses
 
 
-def model_inputs(images, crop_size: int, center_sigma: float):
-  """uint8 crops -> (pixel / 256 - 0.5, center map at the crop centre) as the release feeds."""
+def model_inputs(images, crop_size, center_sigma: float):
+  """uint8 crops [B, H, W, 3] -> (pixel / 256 - 0.5, center map at the crop centre) as the
+  release feeds; ``crop_size`` is S (square) or (H, W)."""
   x = images.astype(jnp.float32) / 256.0 - 0.5
-  half = (crop_size - 1) / 2.0
-  center = jnp.full((images.shape[0], 2), half, jnp.float32)
-  return x, targets.center_map(center, crop_size, crop_size, center_sigma)
+  h, w = crops.size_hw(crop_size)
+  center = jnp.broadcast_to(jnp.array([(w - 1) / 2.0, (h - 1) / 2.0], jnp.float32),
+                            (images.shape[0], 2))
+  return x, targets.center_map(center, h, w, center_sigma)
 
 
-def stage_targets(config, batch, num_stages: int, map_size: int, stride: int):
-  """Ideal belief maps per stage [T, B, H, W, P+1]; stage 1 may also peak at other people."""
+def stage_targets(config, batch, num_stages: int, map_size, stride: int):
+  """Ideal belief maps per stage [T, B, H, W, P+1] (``map_size``: S or (H, W)); stage 1 may
+  also peak at other people."""
   t = config.targets
-  main = targets.belief_maps(batch['keypoints'], map_size, map_size, stride, t.sigma)
+  map_h, map_w = crops.size_hw(map_size)
+  main = targets.belief_maps(batch['keypoints'], map_h, map_w, stride, t.sigma)
   if not t.others_in_stage1 or batch['others'].shape[1] == 0:
     return jnp.broadcast_to(main, (num_stages,) + main.shape)
-  first = targets.belief_maps(batch['keypoints'], map_size, map_size, stride, t.sigma,
+  first = targets.belief_maps(batch['keypoints'], map_h, map_w, stride, t.sigma,
                               others=batch['others'])
   return jnp.concatenate([first[None], jnp.broadcast_to(main, (num_stages - 1,) + main.shape)])
 
@@ -43,8 +48,8 @@ def stage_weights(config, num_stages: int):
 
 def cpm_objective(config, model, beliefs, batch):
   """Per-stage losses [T] of the CPM: the Euclidean loss against the ideal belief maps."""
-  num_stages, _, map_size = beliefs.shape[:3]
-  return losses.stage_losses(beliefs, stage_targets(config, batch, num_stages, map_size,
+  num_stages, _, map_h, map_w = beliefs.shape[:4]
+  return losses.stage_losses(beliefs, stage_targets(config, batch, num_stages, (map_h, map_w),
                                                     model.stride))
 
 
@@ -79,7 +84,8 @@ OBJECTIVES = {'cpm': cpm_objective, 'recurrent': recurrent_objective}
 
 def loss_fn(params, model_state, batch, rng, *, model, config, train: bool = True):
   """(total loss, (per-stage losses, updated model_state))."""
-  x, c = model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
+  x, c = model_inputs(batch['image'], crops.from_config(config.data),
+                      config.targets.center_sigma)
   mutable = list(model_state) if train and model_state else False
   out = model.apply({'params': params, **model_state}, x, c, train=train,
                     rngs={'dropout': rng}, mutable=mutable)

@@ -3,18 +3,19 @@
 This file is also copied into every artifact directory, so ``import artifact`` from there works
 without posemachines installed. An artifact directory holds:
 
-  artifact.json     input size, stride, stages, skeleton (part names, limbs, flip permutation),
-                    normalisation, the person-size convention and the full training config
+  artifact.json     input size (S for a square crop, or [H, W]), stride, stages, skeleton (part
+                    names, limbs, flip permutation), normalisation, the person-size convention
+                    and the full training config
   forward.jax       the prediction function serialized with jax.export (symbolic batch size):
-                    (parameters, uint8 crops [B, S, S, 3]) ->
-                    belief maps [T, B, S / stride, S / stride, P + 1]
+                    (parameters, uint8 crops [B, H, W, 3]) ->
+                    belief maps [T, B, H / stride, W / stride, P + 1]
   params.npz        its parameters, in the order artifact.json lists them
   saved_model/      optional: the same function as a TensorFlow SavedModel (jax2tf)
 
 Usage::
 
   art = load('ART')
-  beliefs = art.forward(crops)      # crops: uint8 [B, S, S, 3], person centred
+  beliefs = art.forward(crops)      # crops: uint8 [B, H, W, 3], person centred
 """
 from __future__ import annotations
 
@@ -52,12 +53,18 @@ class Artifact:
         raise ValueError(f'{os.path.join(path, PARAMS)} lacks parameters {missing[:5]}')
       self.params = tuple(npz[n] for n in names)
 
-  def forward(self, crops):
-    """uint8 crops [B, S, S, 3] -> every stage's belief maps [T, B, H, W, P + 1]."""
+  @property
+  def input_hw(self) -> tuple[int, int]:
+    """The crop's (height, width)."""
     size = self.meta['input_size']
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+  def forward(self, crops):
+    """uint8 crops [B, H, W, 3] -> every stage's belief maps [T, B, h, w, P + 1]."""
+    h, w = self.input_hw
     shape = tuple(getattr(crops, 'shape', ()))
-    if len(shape) != 4 or shape[1:] != (size, size, 3):
-      raise ValueError(f'crops must be [batch, {size}, {size}, 3] uint8, got shape {shape}')
+    if len(shape) != 4 or shape[1:] != (h, w, 3):
+      raise ValueError(f'crops must be [batch, {h}, {w}, 3] uint8, got shape {shape}')
     return self.exported.call(self.params, crops)
 
 

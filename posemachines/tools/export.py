@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from posemachines.core import crops
 from posemachines.tools import artifact
 from posemachines.tools import loading
 
@@ -36,10 +37,11 @@ def export(workdir: str, output: str, platforms=PLATFORMS, saved_model: bool = F
   def fn(params, crops):
     return forward(crops, jax.tree_util.tree_unflatten(treedef, list(params)))
 
-  size = model.crop_size
+  size = model.crop_size  # S, or (H, W)
+  h, w = crops.size_hw(size)
   batch, = jax.export.symbolic_shape('batch')
   specs = (tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves),
-           jax.ShapeDtypeStruct((batch, size, size, 3), jnp.uint8))
+           jax.ShapeDtypeStruct((batch, h, w, 3), jnp.uint8))
   exported = jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*specs)
   os.makedirs(output, exist_ok=True)
   with open(os.path.join(output, artifact.FUNCTION), 'wb') as f:
@@ -50,9 +52,11 @@ def export(workdir: str, output: str, platforms=PLATFORMS, saved_model: bool = F
   meta = {
       'format_version': artifact.FORMAT_VERSION,
       'source': model.source,
-      'input_size': size, 'stride': model.stride, 'num_stages': int(out_shape[0]),
-      'map_size': int(out_shape[2]), 'platforms': list(exported.platforms),
-      'input': f'uint8 [batch, {size}, {size}, 3] RGB crop with the person centred',
+      'input_size': size if isinstance(size, int) else [h, w], 'stride': model.stride,
+      'num_stages': int(out_shape[0]),
+      'map_size': int(out_shape[2]) if h == w else [int(out_shape[2]), int(out_shape[3])],
+      'platforms': list(exported.platforms),
+      'input': f'uint8 [batch, {h}, {w}, 3] RGB crop with the person centred',
       'output': f'float32 [stages, batch, {out_shape[2]}, {out_shape[3]}, parts + 1] belief '
                 'maps (background last)',
       'normalisation': {'pixels': 'x / 256 - 0.5',
@@ -62,7 +66,7 @@ def export(workdir: str, output: str, platforms=PLATFORMS, saved_model: bool = F
                           '/ 2, i * stride + (stride - 1) / 2)',
       'target_dist': model.target_dist,
       'person_size': f'a person of MPII scale s (height / 200 px) is resized by '
-                     f'{size} / 368 * target_dist / s',
+                     f'{h} / 368 * target_dist / s, h the crop height',
       'skeleton': {'name': skel.name, 'parts': list(skel.parts),
                    'limbs': [list(l) for l in skel.limbs],
                    'flip_permutation': skel.flip_permutation.tolist()},
@@ -73,12 +77,14 @@ def export(workdir: str, output: str, platforms=PLATFORMS, saved_model: bool = F
     json.dump(meta, f, indent=2)
   shutil.copy(artifact.__file__, os.path.join(output, 'artifact.py'))
   if saved_model:
-    write_saved_model(fn, leaves, size, os.path.join(output, 'saved_model'))
+    write_saved_model(fn, leaves, (h, w), os.path.join(output, 'saved_model'))
   return output
 
 
-def write_saved_model(fn, leaves, size: int, path: str) -> None:
-  """The function with its parameters as a TensorFlow SavedModel: serving_default(crops)."""
+def write_saved_model(fn, leaves, size, path: str) -> None:
+  """The function with its parameters as a TensorFlow SavedModel: serving_default(crops);
+  ``size`` is the crop: S or (H, W)."""
+  h, w = crops.size_hw(size)
   import tensorflow as tf
   from jax.experimental import jax2tf
   module = tf.Module()
@@ -86,5 +92,5 @@ def write_saved_model(fn, leaves, size: int, path: str) -> None:
   converted = jax2tf.convert(fn, polymorphic_shapes=[None, '(b, ...)'], with_gradient=False)
   module.forward = tf.function(
       lambda crops: converted(tuple(module.params), crops), autograph=False,
-      input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name='crops')])
+      input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8, name='crops')])
   tf.saved_model.save(module, path, signatures={'serving_default': module.forward})

@@ -6,6 +6,7 @@ import os
 
 import jax
 
+from posemachines.core import crops
 from posemachines.evaluation.inference import Model
 from posemachines.tools import artifact
 from posemachines.training import checkpoint
@@ -30,7 +31,9 @@ def load(path: str) -> Model:
 def load_artifact(path: str) -> Model:
   art = artifact.load(path)
   meta = art.meta
-  return Model(forward=art.forward, crop_size=meta['input_size'], stride=meta['stride'],
+  size = meta['input_size']
+  crop = size if isinstance(size, int) else tuple(int(v) for v in size)
+  return Model(forward=art.forward, crop_size=crop, stride=meta['stride'],
                parts=meta['skeleton']['name'], target_dist=meta['target_dist'],
                config=meta['config'], source=path)
 
@@ -55,7 +58,7 @@ def load_workdir(workdir: str) -> Model:
   if state is None:
     raise FileNotFoundError(f'No readable checkpoint in {where}')
   variables = jax.device_get(state.variables)
-  crop, sigma = config.data.crop_size, config.targets.center_sigma
+  crop, sigma = crops.from_config(config.data), config.targets.center_sigma
 
   def forward(crops, variables=variables):
     x, c = per_model.model_inputs(crops, crop, sigma)

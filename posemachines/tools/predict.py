@@ -122,7 +122,7 @@ class Predictor:
     self.fn, self.merge = inference.predict_fn(model, self.view_list)
 
   def __call__(self, image, center, scale):
-    """Keypoints [T, P, 3] in image pixels, merged maps [T, G, G, C], grid_to_image [2, 3]."""
+    """Keypoints [T, P, 3] in image pixels, merged maps [T, Gy, Gx, C], grid_to_image [2, 3]."""
     import tensorflow as tf
     crops, crop_to_image = inference.view_crops(tf.constant(image), center, scale, self.model,
                                                 self.view_list)
@@ -186,8 +186,8 @@ def predict_image(predictor, path, out, locations, min_confidence, stage_parts=(
       stem + '_overlay.png')
   if stage_parts:
     a, tx, ty = grid_to_image[0, 0], grid_to_image[0, 2], grid_to_image[1, 2]
-    g = merged.shape[1]
-    extent = (tx - a / 2, tx + a * (g - 0.5), ty + a * (g - 0.5), ty - a / 2)
+    gy, gx = merged.shape[1:3]
+    extent = (tx - a / 2, tx + a * (gx - 0.5), ty + a * (gy - 0.5), ty - a / 2)
     drawing.stage_panel(image, merged, stage_parts, skel, stem + '_stages.png',
                       map_extent=extent, points=keypoints)
   return rec

@@ -3,7 +3,7 @@
   python -m posemachines.summary --config=experiments/cpm_mpii.py [--json] [--config.x=y ...]
 
 Everything is read off abstract evaluations of the model at the config's input size
-(``config.data.crop_size`` squared, batch 1); no weights are initialised and nothing is run.
+(``config.data.crop_size`` x ``crop_width``, square by default; batch 1); no weights are initialised and nothing is run.
 
 * Parameters come from ``jax.eval_shape(model.init, ...)`` (the ``params`` collection).
 * FLOPs come from walking the jaxpr of the forward pass: every ``conv_general_dilated`` and
@@ -23,6 +23,7 @@ import math
 
 
 from posemachines import models
+from posemachines.core import crops
 from posemachines.tools import abstract, flops as flops_lib, receptive_field
 
 
@@ -46,7 +47,7 @@ def _per_direction(fields, attr):
 def summarize(config) -> dict:
   """Everything the command prints, as a JSON-friendly dict."""
   model = models.build(config)
-  size = config.data.crop_size
+  size = crops.from_config(config.data)
   per_module = abstract.parameters_per_module(model, size)
   flops = flops_lib.forward_flops(model, size)
   shapes = abstract.stage_output_shapes(model, size)

@@ -25,6 +25,7 @@ from posemachines.training import checkpoint
 from posemachines.training import distributed
 from posemachines.training import gradients
 from posemachines.training import optim
+from posemachines.core import crops
 from posemachines.core import skeleton
 from posemachines.evaluation import visibility
 from posemachines.training.step import TrainState, eval_step, split_variables, train_step
@@ -48,9 +49,9 @@ def shard_batch(batch, mesh):
 
 
 def init_state(config, model, tx, mesh):
-  crop = config.data.crop_size
-  x = jnp.zeros((1, crop, crop, 3))
-  c = jnp.zeros((1, crop, crop, 1))
+  h, w = crops.size_hw(crops.from_config(config.data))
+  x = jnp.zeros((1, h, w, 3))
+  c = jnp.zeros((1, h, w, 1))
 
   def init(rng):
     params, model_state = split_variables(model.init(rng, x, c))
@@ -83,9 +84,9 @@ def build(config, mesh, frozen=None) -> Built:
   (``frozen``: modules not trained; default ``config.frozen``)."""
   frozen = config.frozen if frozen is None else frozen
   model = models.build(config)
-  crop = config.data.crop_size
+  h, w = crops.size_hw(crops.from_config(config.data))
   abstract_params, _ = split_variables(jax.eval_shape(
-      model.init, jax.random.key(0), jnp.zeros((1, crop, crop, 3)), jnp.zeros((1, crop, crop, 1))))
+      model.init, jax.random.key(0), jnp.zeros((1, h, w, 3)), jnp.zeros((1, h, w, 1))))
   tx, sched = optim.make(config.optim, abstract_params, config.num_train_steps, frozen)
   state, abstract, shardings = init_state(config, model, tx, mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from posemachines.codec import keypoints
-from posemachines.core import drawing, skeleton
+from posemachines.core import crops, drawing, skeleton
 from posemachines.data import pipeline
 from posemachines.objectives import per_model
 
@@ -23,7 +23,8 @@ def training_pictures(config, model, variables, workdir: str, parts=('r_wrist', 
   with cfg.unlocked():
     cfg.eval_batch_size = config.num_pictures
   batch = next(iter(pipeline.as_numpy(pipeline.eval_dataset(cfg, num_examples=config.num_pictures))))
-  x, c = per_model.model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
+  x, c = per_model.model_inputs(batch['image'], crops.from_config(config.data),
+                              config.targets.center_sigma)
   outputs = jax.jit(lambda p, x, c: model.apply(p, x, c))(variables, x, c)
   peak = config.targets.peak  # the recurrent model's heatmaps peak at 12
   beliefs = np.asarray(per_model.part_beliefs(model, outputs)) / peak

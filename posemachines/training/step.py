@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from posemachines.codec import keypoints
+from posemachines.core import crops
 from posemachines.objectives import per_model
 
 
@@ -58,7 +59,8 @@ def train_step(state: TrainState, batch, rng, *, model, tx, config):
 def eval_step(variables, batch, *, model, config):
   """Per-stage keypoints in image pixels (x, y, the map's maximum) and their distances to the
   ground truth."""
-  x, c = per_model.model_inputs(batch['image'], config.data.crop_size, config.targets.center_sigma)
+  x, c = per_model.model_inputs(batch['image'], crops.from_config(config.data),
+                              config.targets.center_sigma)
   beliefs = per_model.part_beliefs(model, model.apply(variables, x, c, train=False))
   pred = keypoints.predict_keypoints(beliefs, model.stride, batch['crop_to_image'])
   dist = jnp.linalg.norm(pred[..., :2] - batch['joints'][None, ..., :2], axis=-1)
