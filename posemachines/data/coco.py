@@ -120,6 +120,18 @@ def find_annotations(manual_dir: str, split: str) -> tuple[manual.Archive, str] 
   return None
 
 
+def find_images(manual_dir: str, split: str) -> tuple[manual.Archive, str] | None:
+  """The archive holding ``split``'s images (``{train,val}2017.zip`` or its folder) and the prefix
+  of its image files, or None."""
+  folder = SPLITS[split]
+  try:
+    archive, prefix = manual.locate(manual_dir, 'coco', (f'{folder}.zip',), f'{folder}/',
+                                    MANUAL_DOWNLOAD_INSTRUCTIONS)
+  except FileNotFoundError:
+    return None
+  return archive, prefix + f'{folder}/'
+
+
 def box_center_scale(box, aspect_ratio: float = ASPECT_RATIO,
                      padding: float = PADDING) -> tuple[np.ndarray, float]:
   """A box (x, y, w, h) -> its centre (x, y) and scale (padded height / 200; see the module
@@ -370,15 +382,13 @@ class Coco(manual.ManualBuilder, skip_registration=True):
       where = notes.describe(prefix + marker)
       found.append(where)
       images, annotations = read_annotations(notes.read(prefix + marker), where)
-      try:
-        archive, image_prefix = manual.locate(manual_dir, 'coco', (f'{folder}.zip',),
-                                              f'{folder}/', MANUAL_DOWNLOAD_INSTRUCTIONS)
-      except FileNotFoundError:
+      located = find_images(manual_dir, split)
+      if located is None:
         self._report.skip(NO_IMAGE_SET, f'{where}: no {folder}.zip nor {folder}/')
         continue
       people = plan(images, annotations, self._report, where)
       if people:
-        out[split] = self._generate_examples(people, archive, image_prefix + f'{folder}/')
+        out[split] = self._generate_examples(people, *located)
     if not found:
       raise FileNotFoundError(f'coco: no {annotation_file("train")} nor '
                               f'{annotation_file("validation")} in {manual_dir} (or its coco/).\n'

@@ -316,3 +316,123 @@ def score_predictions(annotations_json, keypoints, image_ids, box_scores=None, a
   if out:
     write_results(out, res)
   return score(annotations_json, res)
+
+
+# ----------------------------------------------------------------- evaluating a model --
+
+def _predict(model, ds, view_list, batch_size: int, fast_decode: bool,
+             grid_stride: float | None) -> np.ndarray:
+  """The final stage's keypoints [N, P, 3] (image pixels, model part order) of the people of
+  ``ds`` (a tf.data of {'image': encoded bytes, 'center', 'scale'}), merged over ``view_list``."""
+  import tensorflow as tf
+  import jax
+  from posemachines.evaluation import inference
+  fn, _ = inference.predict_fn(model, view_list, grid_stride)
+
+  def crops(ex):
+    c, a = inference.view_crops(ex['image'], ex['center'], ex['scale'], model, view_list,
+                                encoded=True, fast_decode=fast_decode)
+    return {'crops': c, 'crop_to_image': a}
+
+  ds = ds.map(crops, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  out = []
+  for batch in ds.batch(batch_size).prefetch(2).as_numpy_iterator():
+    pred, _ = fn(batch['crops'], batch['crop_to_image'])
+    out.append(np.asarray(jax.device_get(pred))[-1])
+  p = model.skeleton.num_parts
+  return np.concatenate(out) if out else np.zeros((0, p, 3), np.float32)
+
+
+def _ground_truth_box_people(config, split: str):
+  """The split's examples (ground-truth boxes) as a tf.data of image, centre and scale, with
+  their COCO image ids and areas."""
+  import tensorflow_datasets as tfds
+  from posemachines.data import registry
+  builder = registry.get_builder(config)
+  if registry.skeleton_name(builder) != 'coco17':
+    raise ValueError(f'COCO evaluation needs the coco dataset, not {builder.info.name} '
+                     '(set config.data.dataset / eval_dataset to coco)')
+  if split not in builder.info.splits:
+    raise ValueError(f'{builder.info.name} has no split {split!r}; it has '
+                     f'{sorted(builder.info.splits)}')
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={'image': tfds.decode.SkipDecoding()})
+  side = [(int(i), float(a)) for i, a in
+          ds.map(lambda ex: (ex['coco_image_id'], ex['area'])).as_numpy_iterator()]
+  ids = np.array([i for i, _ in side], np.int64)
+  areas = np.array([a for _, a in side], np.float64)
+  people = ds.map(lambda ex: {'image': ex['image'], 'center': ex['center'],
+                              'scale': ex['scale']})
+  return people, ids, areas
+
+
+def _detected_people(config, split: str, people: list[DetectedPerson]):
+  """Detected people whose image can be read, as a tf.data of image, centre and scale, with
+  those people, and the count of the others by reason."""
+  import tensorflow as tf
+  from posemachines.data import manual, registry
+  from posemachines.data import report as report_lib
+  manual_dir = os.path.expanduser(config.data.manual_dir or
+                                  manual.default_manual_dir(registry.data_dir(config)))
+  located = coco_data.find_images(manual_dir, split)
+  if located is None:
+    raise MissingData(f'coco: no {coco_data.SPLITS[split]}.zip nor {coco_data.SPLITS[split]}/ '
+                      f'in {manual_dir} (or its coco/)')
+  archive, prefix = located
+  by_image: dict[str, list[int]] = {}
+  for k, person in enumerate(people):
+    by_image.setdefault(prefix + person.file_name, []).append(k)
+  order, skipped, images = [], {}, {}
+  for name, result in manual.decoded(archive, sorted(by_image)):
+    if isinstance(result, report_lib.BadImage):
+      skipped[result.reason] = skipped.get(result.reason, 0) + len(by_image[name])
+      continue
+    images[name] = result[0]
+    order.extend(by_image[name])
+  kept = [people[k] for k in order]
+
+  def gen():
+    for person in kept:
+      yield {'image': images[prefix + person.file_name], 'center': person.center,
+             'scale': np.float32(person.scale)}
+
+  sig = {'image': tf.TensorSpec([], tf.string), 'center': tf.TensorSpec([2], tf.float32),
+         'scale': tf.TensorSpec([], tf.float32)}
+  return tf.data.Dataset.from_generator(gen, output_signature=sig), kept, skipped
+
+
+def evaluate(model, config, annotations, detections=None, split: str | None = None,
+             scales=None, flip: bool = True, batch_size: int = 8, out: str | None = None,
+             min_detection_score: float = 0.0, grid_stride: float | None = None) -> dict:
+  """COCO's keypoint AP of ``model`` (an inference.Model) on a split of the ``coco`` dataset:
+  on its ground-truth boxes, or on the person boxes of a ``detections`` results file (their
+  images read from the manual directory). The predictions are rescored, OKS-NMS'd and written
+  as a keypoint results JSON to ``out`` (when given), then scored against ``annotations``.
+
+  Returns {'stats': score()'s dict, 'boxes': 'ground truth' or the detections file,
+  'num_people', 'num_results', 'skipped' (people left out, by reason), 'results'}.
+  """
+  from posemachines.evaluation import inference
+  split = split or config.data.eval_split
+  view_list = inference.views(inference.DEFAULT_SCALES if scales is None else scales, flip)
+  gt = ground_truth(annotations)
+  skipped = {}
+  if detections is None:
+    ds, ids, areas = _ground_truth_box_people(config, split)
+    box_scores = None
+  else:
+    people = detection_people(load_detections(detections, min_detection_score), gt,
+                              config.data.coco_aspect_ratio, config.data.coco_padding,
+                              _name(detections))
+    ds, people, skipped = _detected_people(config, split, people)
+    ids = np.array([p.image_id for p in people], np.int64)
+    areas = np.array([p.area for p in people], np.float64)
+    box_scores = np.array([p.score for p in people], np.float64)
+  pred = _predict(model, ds, view_list, batch_size, config.data.fast_decode, grid_stride)
+  res = results(pred, ids, box_scores, areas, parts=model.parts)
+  if out:
+    write_results(out, res)
+  stats = score(annotations, out if out else res)
+  return {'stats': stats, 'boxes': 'ground truth' if detections is None else _name(detections),
+          'num_people': int(len(pred)), 'num_results': len(res), 'skipped': skipped,
+          'results': out}
