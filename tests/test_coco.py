@@ -425,3 +425,46 @@ def test_a_bad_annotation_file_is_named(tmp_path):
   bad['categories'][0]['keypoints'] = bad['categories'][0]['keypoints'][::-1]
   with pytest.raises(ValueError, match='not COCO'):
     coco.read_annotations(json.dumps(bad).encode(), 'x.json')
+
+
+def test_predict_turns_a_box_into_the_builders_centre_and_scale_for_a_coco_model():
+  from posemachines.evaluation import inference
+  from posemachines.tools import predict
+  model = lambda data: inference.Model(forward=None, crop_size=(256, 192), stride=8,
+                                       parts='coco17', target_dist=coco.TARGET_DIST,
+                                       config={'data': data}, source='test')
+  coco_model = model({'dataset': 'coco', 'eval_dataset': '', 'coco_aspect_ratio': 0.75,
+                      'coco_padding': 1.25})
+  center, scale, how = predict.person_location((180, 320, 3), {'box': [10, 20, 130, 100]}, 'a',
+                                               predict.box_location(coco_model))
+  want_center, want_scale = coco.box_center_scale((10, 20, 120, 80))
+  np.testing.assert_allclose(center, want_center)
+  assert scale == pytest.approx(want_scale) == 120 / 0.75 * 1.25 / 200
+  assert predict.box_location(model({'dataset': 'mpii', 'eval_dataset': ''})) is None
+
+
+def _experiment(name, *args):
+  import importlib.util
+  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments', f'{name}.py')
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(*args)
+
+
+def test_coco_configs_are_rectangular_top_down_crops_of_the_released_cpm():
+  from posemachines.core import crops
+  from posemachines.tools import abstract
+  from posemachines import models
+  c = _experiment('cpm_coco')
+  assert crops.from_config(c.data) == (256, 192) and c.data.parts == 'coco17'
+  assert c.data.target_dist == pytest.approx(coco.TARGET_DIST)
+  assert c.data.coco_aspect_ratio == pytest.approx(192 / 256)
+  assert crops.from_config(_experiment('cpm_coco', '384x288').data) == (384, 288)
+  # The MPII model's 31,219,866 with 18 outputs instead of 15: stage 1's last 1x1 (512 inputs)
+  # and, in each of stages 2-6, the first 11x11 (3 more input channels) and the last 1x1.
+  extra = 3 * 513 + 5 * (121 * 3 * 128 + 3 * 129)
+  assert abstract.count_parameters(models.build(c), (256, 192)) == 31_219_866 + extra
+  r = _experiment('recurrent_coco')
+  assert crops.from_config(r.data) == (256, 192) and r.model.name == 'recurrent'
+  assert len(skeleton.get(r.data.parts).limbs) == 19

@@ -11,7 +11,9 @@ ffmpeg plugin installed): NAME/frame_00000.json, ... and NAME_annotated.gif (or 
 Where the person is: by default centred in the image, about 85% of its height tall (MPII scale =
 0.85 x height / 200). ``--locations=FILE.json`` gives it per file name:
 ``{"photo.jpg": {"center": [x, y], "scale": 2.3}, "other.png": {"box": [x1, y1, x2, y2]}}``
-(a box's centre, and scale = its larger side / 200). Inference merges several scales around that
+(a box's centre, and scale = its larger side / 200; for a model trained on COCO, the box grown to
+the model's aspect ratio and padded, as posemachines/data/coco.py derives a person's scale from
+its box). Inference merges several scales around that
 and their mirror images (``--scales``, ``--flip``), as evaluation does.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from PIL import Image, ImageDraw, ImageSequence
 from posemachines.evaluation import inference
 from posemachines.core import drawing
 from posemachines.codec import keypoints
+from posemachines.data import coco
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 VIDEO_EXTS = ('.gif', '.mp4', '.avi', '.mov', '.mkv', '.webm')
@@ -91,9 +94,22 @@ def read_locations(path: str | None) -> dict:
   return table
 
 
-def person_location(shape, given=None, where: str = ''):
+def box_location(model: inference.Model):
+  """How a box [x1, y1, x2, y2] becomes (centre, scale) for ``model``: as the coco builder does
+  for a model evaluated on COCO, else None (the box's centre and larger side / 200)."""
+  data = (model.config or {}).get('data', {})
+  dataset = data.get('eval_dataset') or str(data.get('dataset', '')).split('+')[0]
+  if dataset != 'coco':
+    return None
+  aspect = data.get('coco_aspect_ratio') or coco.ASPECT_RATIO
+  padding = data.get('coco_padding') or coco.PADDING
+  return lambda x1, y1, x2, y2: coco.box_center_scale((x1, y1, x2 - x1, y2 - y1), aspect, padding)
+
+
+def person_location(shape, given=None, where: str = '', from_box=None):
   """(center [2], scale, how) for an image of ``shape``: given (center and scale, or a box) or
-  the default (centred, DEFAULT_HEIGHT_FRACTION of the image height)."""
+  the default (centred, DEFAULT_HEIGHT_FRACTION of the image height). ``from_box`` (see
+  ``box_location``) turns a box into a centre and scale."""
   height, width = shape[:2]
   if given is None:
     return (np.array([(width - 1) / 2, (height - 1) / 2], np.float32),
@@ -101,7 +117,11 @@ def person_location(shape, given=None, where: str = ''):
   try:
     if 'box' in given:
       x1, y1, x2, y2 = (float(v) for v in given['box'])
-      center, scale = [(x1 + x2) / 2, (y1 + y2) / 2], max(x2 - x1, y2 - y1) / 200.0
+      if from_box is not None:
+        center, scale = from_box(x1, y1, x2, y2)
+        center = [float(v) for v in center]
+      else:
+        center, scale = [(x1 + x2) / 2, (y1 + y2) / 2], max(x2 - x1, y2 - y1) / 200.0
     else:
       center, scale = [float(v) for v in given['center']], float(given['scale'])
   except (KeyError, TypeError, ValueError) as e:
@@ -175,7 +195,8 @@ def _location_for(path, locations):
 
 def predict_image(predictor, path, out, locations, min_confidence, stage_parts=()):
   image = read_image(path)
-  center, scale, how = person_location(image.shape, _location_for(path, locations), path)
+  center, scale, how = person_location(image.shape, _location_for(path, locations), path,
+                                       box_location(predictor.model))
   keypoints, merged, grid_to_image = predictor(image, center, scale)
   stem = os.path.join(out, os.path.splitext(os.path.basename(path))[0])
   rec = record(path, image, center, scale, how, keypoints, predictor.model)
@@ -203,7 +224,7 @@ def predict_video(predictor, path, out, locations, min_confidence, max_frames: i
   given = _location_for(path, locations)
   drawn = []
   for k, frame in enumerate(frames):
-    center, scale, how = person_location(frame.shape, given, path)
+    center, scale, how = person_location(frame.shape, given, path, box_location(predictor.model))
     keypoints, _, _ = predictor(frame, center, scale)
     rec = record(f'{path}#{k}', frame, center, scale, how, keypoints, predictor.model)
     with open(os.path.join(folder, f'frame_{k:05d}.json'), 'w') as f:

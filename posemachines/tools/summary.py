@@ -3,7 +3,8 @@
   python -m posemachines.summary --config=experiments/cpm_mpii.py [--json] [--config.x=y ...]
 
 Everything is read off abstract evaluations of the model at the config's input size
-(``config.data.crop_size`` x ``crop_width``, square by default; batch 1); no weights are initialised and nothing is run.
+(``config.data.crop_size`` x ``crop_width``, square by default; batch 1); no weights are
+initialised and nothing is run.
 
 * Parameters come from ``jax.eval_shape(model.init, ...)`` (the ``params`` collection).
 * FLOPs come from walking the jaxpr of the forward pass: every ``conv_general_dilated`` and
