@@ -17,14 +17,15 @@ the image), ``area`` (COCO's segment area, the OKS's object scale squared), ``co
 posemachines/evaluation/coco_eval.py).
 
 Centre and scale from the box, as top-down pose methods do: the centre is the (clipped) box's
-centre; the box is grown about it to the input's aspect ratio (width / height, the config's
-``aspect_ratio``, default 3 : 4 as 256 x 192 and 384 x 288 crops) and its height multiplied by
-``padding`` (1.25). ``scale`` is that padded height / 200, the project's convention (MPII's person
-height / 200 px). The pipeline resizes an image by (crop / 368) x target_dist / scale, so the
-padded box's height becomes crop x target_dist x 200 / 368 px: with ``TARGET_DIST`` = 368 / 200
-it fills the crop's height exactly (and, being grown to the crop's aspect ratio, its width), as
-top-down methods crop; a smaller target_dist leaves a margin. On a square crop the 3 : 4 box fills
-the height and three quarters of the width (config 'square' grows boxes to 1 : 1 instead).
+centre; the box is grown about it to the input's aspect ratio (width / height: the builder
+config's ``aspect_ratio``, from ``config.data.coco_aspect_ratio``, default 3 : 4 as 256 x 192 and
+384 x 288 crops) and its height multiplied by ``padding`` (``config.data.coco_padding``, 1.25).
+``scale`` is that padded height / 200, the project's convention (MPII's person height / 200 px).
+The pipeline resizes an image by (crop height / 368) x target_dist / scale, so the padded box's
+height becomes crop height x target_dist x 200 / 368 px: with ``TARGET_DIST`` = 368 / 200 it fills
+the crop's height exactly (and, being grown to the crop's aspect ratio, its width), as top-down
+methods crop; a smaller target_dist leaves a margin. On a square crop the 3 : 4 box fills the
+height and three quarters of the width (config 'square' grows boxes to 1 : 1 instead).
 
 Messy annotations, each counted in the skip report:
   kept:    a box reaching outside the image (clipped to it); keypoints outside the image; a point

@@ -22,6 +22,11 @@ Top-down evaluation predicts every person box, then makes results as top-down me
     the OKS of two predictions uses the mean of their areas (a detection's: its box's w x h).
 Predictions in another part order than COCO's are converted (``to_coco17``): parts a model does
 not predict are written at (0, 0) with confidence 0, so they count as misses in the OKS.
+
+``evaluate(model, config, annotations, detections=None)`` does all of it for a model: the people
+of a split of the ``coco`` dataset (ground-truth boxes), or the detections' boxes with their
+images read from the manual directory, predicted through the multi-view merge (inference.py),
+written as a results JSON and scored.
 """
 from __future__ import annotations
 
