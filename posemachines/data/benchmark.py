@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from posemachines.core import crops
 from posemachines.data import cli
 from posemachines.data import decode
 from posemachines.data import pipeline
@@ -103,7 +104,7 @@ def benchmark(config, examples: list[dict], parts: str, seconds: float = 5.0) ->
   list(raw)  # fill the cache
   aug = pipeline.Augment.from_config(data, train=True)
   result = {'examples': len(examples), 'crop_size': data.crop_size,
-            'batch_size': config.batch_size}
+            'crop': crops.describe(crops.from_config(data)), 'batch_size': config.batch_size}
   for fast in (True, False):
     fn = pipeline.make_transform_fn(aug, parts, data.parts, config.seed, data.max_others,
                                     train=True, fast_decode=fast)
@@ -130,7 +131,7 @@ def format_result(r: dict) -> str:
           ('decode alone, whole image', 'decode_full', 'images'),
           ("decode alone, the crop's window at the chosen ratio", 'decode_window', 'images')]
   lines = [f"host pipeline on one core: {r['examples']} examples held in memory, "
-           f"{r['crop_size']}x{r['crop_size']} crops, batches of {r['batch_size']}",
+           f"{r['crop']} crops, batches of {r['batch_size']}",
            f"{'':54s} {'per wall s':>12s} {'per CPU s':>12s} {'CPU ms each':>12s}"]
   for title, key, unit in rows:
     v = r[key]
