@@ -17,7 +17,7 @@ import os
 from absl import app, flags
 
 from posemachines.core import errors
-from posemachines.evaluation import benchmark_files, metrics
+from posemachines.evaluation import benchmark_files, coco_eval, metrics
 from posemachines.tools import loading
 from posemachines.evaluation import runner
 from posemachines.tools import evaluate as evaluate_lib
@@ -42,16 +42,36 @@ def define_flags():
                       'own format here: LSP/FLIC prediction_all, the MPII test-server file '
                       '(--split=test, with --annotations), else an MPII annolist .mat.')
   flags.DEFINE_string('annotations', None, "The dataset's ground-truth file as distributed: MPII "
-                      '.mat (RELEASE or annolist), LSP joints.mat or FLIC examples.mat.')
+                      '.mat (RELEASE or annolist), LSP joints.mat, FLIC examples.mat or COCO '
+                      'person_keypoints_*.json.')
+  flags.DEFINE_string('detections', None, 'COCO: person boxes in the results format (a detector\'s '
+                      'output) to evaluate on, instead of the ground-truth boxes.')
+  flags.DEFINE_float('min_detection_score', 0.0, 'COCO: detections below this score are dropped.')
   flags.DEFINE_list('predictions', [], 'Prediction files to score against --annotations: '
-                    'prediction_all .mat (LSP, FLIC), MPII annolist .mat, or the eval.json that '
-                    'evaluate writes.')
+                    'prediction_all .mat (LSP, FLIC), MPII annolist .mat, the eval.json that '
+                    'evaluate writes, or COCO keypoint results JSON.')
   flags.DEFINE_list('names', [], 'A name for each --predictions file (default: file names).')
   flags.DEFINE_bool('json', False, 'With --predictions: print JSON.')
 
 
+def _score_coco_files(fl):
+  rows = []
+  for i, path in enumerate(fl.predictions):
+    stats = coco_eval.score(fl.annotations, path)
+    rows.append({'name': fl.names[i] if fl.names else os.path.basename(path), 'path': path,
+                 'stats': stats})
+  if fl.json:
+    print(json.dumps({'dataset': 'coco', 'annotations': fl.annotations, 'files': rows}, indent=2))
+    return
+  for row in rows:
+    print(f"{row['name']} against {fl.annotations} (OKS, COCOeval)")
+    print(coco_eval.format_table(row['stats']))
+
+
 def _score_files(fl):
   dataset = fl.dataset or 'mpii'
+  if dataset == 'coco':
+    return _score_coco_files(fl)
   if dataset not in benchmark_files.DATASETS:
     raise errors.BadFlag(f'--dataset={dataset}: prediction files are scored for '
                          f'{", ".join(benchmark_files.DATASETS)}')
@@ -122,6 +142,9 @@ def main(argv):
     if fl.data_dir:
       config.data.data_dir = fl.data_dir
   split = fl.split or config.data.eval_split
+  scales = [float(s) for s in fl.scales]
+  if config.data.dataset == 'coco':
+    return _evaluate_coco(fl, model, config, split, scales)
   result, pred, truth, src = runner.run(model, config, split, [float(s) for s in fl.scales], fl.flip,
                                  fl.table, fl.num_examples, fl.batch_size, fl.grid_stride)
   out = fl.out or os.path.join(fl.model, f'eval_{result["dataset"]}_{split}')
@@ -133,6 +156,25 @@ def main(argv):
     print(metrics.markdown(result['stages'], f'{result["dataset"]} {split}, '
                                              f'{result["num_people"]} people'))
   print(f'{result["num_people"]} people in {result["seconds"]:.1f} s; written to {out}')
+
+
+def _evaluate_coco(fl, model, config, split, scales):
+  """COCO keypoint AP through COCOeval, on ground-truth boxes or on --detections."""
+  if not fl.annotations:
+    raise errors.BadFlag('--dataset=coco needs --annotations=person_keypoints_SPLIT2017.json')
+  out = fl.out or os.path.join(fl.model, f'eval_coco_{split}')
+  os.makedirs(out, exist_ok=True)
+  result = coco_eval.evaluate(model, config, fl.annotations, detections=fl.detections, split=split,
+                              scales=scales, flip=fl.flip, batch_size=fl.batch_size,
+                              out=os.path.join(out, 'keypoints_results.json'),
+                              min_detection_score=fl.min_detection_score,
+                              grid_stride=fl.grid_stride)
+  result = {k: v for k, v in result.items() if k != 'results'}
+  with open(os.path.join(out, 'eval.json'), 'w') as f:
+    json.dump({'model': model.source, 'dataset': 'coco', 'split': split, **result}, f, indent=2)
+  print(f"COCO {split}, {result['num_people']} people on {result['boxes']} boxes")
+  print(coco_eval.format_table(result['stats']))
+  print(f'Written to {out}')
 
 
 if __name__ == '__main__':

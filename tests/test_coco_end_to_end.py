@@ -88,3 +88,35 @@ def test_a_rectangular_model_exports(trained, tmp_path):
   np.testing.assert_allclose(got, np.asarray(jax.jit(ckpt.forward)(x)), atol=1e-5)
   with pytest.raises(ValueError, match=r'\[batch, 256, 192, 3\]'):
     art.forward(x[:, :192])
+
+
+def test_evaluate_cli_on_coco(trained, tmp_path):
+  """``evaluate --model --dataset=coco --annotations`` and scoring the results file it writes."""
+  import subprocess
+  import sys
+  config, workdir, _, _ = trained
+  out = tmp_path / 'eval'
+  env = dict(os.environ, TFDS_DATA_DIR=config.data.data_dir)
+  run = subprocess.run([sys.executable, '-m', 'posemachines.evaluate', f'--model={workdir}',
+                        '--dataset=coco', '--split=validation', f'--annotations={ANNOTATIONS}',
+                        f'--manual_dir={FIXTURE}', f'--data_dir={config.data.data_dir}',
+                        '--scales=1.0', '--batch_size=4', f'--out={out}'],
+                       capture_output=True, text=True, timeout=600, env=env)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert '| AP | AP50 | AP75 |' in run.stdout and 'on ground truth boxes' in run.stdout
+  saved = json.load(open(out / 'eval.json'))
+  assert saved['num_people'] == 7
+  scored = subprocess.run([sys.executable, '-m', 'posemachines.evaluate', '--dataset=coco',
+                           f'--annotations={ANNOTATIONS}',
+                           f'--predictions={out / "keypoints_results.json"}', '--json'],
+                          capture_output=True, text=True, timeout=300)
+  assert scored.returncode == 0, scored.stderr[-3000:]
+  stats = json.loads(scored.stdout)['files'][0]['stats']
+  assert stats == pytest.approx(saved['stats'])
+  missing = subprocess.run([sys.executable, '-m', 'posemachines.evaluate', f'--model={workdir}',
+                            '--dataset=coco', f'--manual_dir={FIXTURE}'],
+                           capture_output=True, text=True, timeout=300)
+  assert missing.returncode == 2
+  assert missing.stderr.strip().splitlines()[-1] == ('posemachines.evaluate: error: '
+                                                     '--dataset=coco needs --annotations='
+                                                     'person_keypoints_SPLIT2017.json')
