@@ -13,7 +13,8 @@ from posemachines.data import inspect as inspect_lib
 from tests.conftest import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = '/work/shared/data/mpii_sample'
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'mpii_sample')
+PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'photos')
 
 
 def test_inspect_command_on_the_real_mpii_samples(tmp_path):
@@ -44,7 +45,7 @@ def test_samples_and_grid(tfds_dir, tmp_path):
 def test_benchmark_reports_rates_for_real_photos():
   config = tiny_config('')
   config.data.crop_size = 96
-  examples = benchmark.examples_from_images('/work/shared/data/photos/im16*.jpg', '320x240')
+  examples = benchmark.examples_from_images(os.path.join(PHOTOS, 'im16*.jpg'), '320x240')
   assert len(examples) == 3 and examples[0]['center'].tolist() == [160, 120]
   result = benchmark.benchmark(config, examples, 'mpii', seconds=0.2)
   for key in ('pipeline_fast', 'pipeline_full_decode', 'decode_full', 'decode_window'):

@@ -13,7 +13,7 @@ from posemachines.data import flic
 from posemachines.data import manual
 from tests import marker
 
-PHOTOS = '/work/shared/data/photos'
+PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'photos')
 S = skeleton.FLIC
 # Observer-centric labels of a person facing the camera in a 400 x 300 frame: FLIC's "left"
 # shoulder is the one on the image's left, which is the person's right shoulder.

@@ -20,7 +20,7 @@ from posemachines.data import features as features_lib
 from posemachines.data import json_people
 from posemachines.data import report as report_lib
 
-SAMPLE = '/work/shared/data/mpii_sample'
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'mpii_sample')
 R_ANKLE, R_WRIST = skeleton.MPII.index('r_ankle'), skeleton.MPII.index('r_wrist')
 HEAD_TOP, NECK = skeleton.MPII.index('head_top'), skeleton.MPII.index('neck')
 

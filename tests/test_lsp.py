@@ -18,7 +18,7 @@ from posemachines.data import pipeline
 from tests import marker
 from tests.conftest import tiny_config
 
-PHOTOS = '/work/shared/data/photos'
+PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'photos')
 S = skeleton.LSP
 # A person facing the camera in a 200 x 300 image (LSP order); the right wrist is in front.
 PERSON = np.array([[80, 280], [85, 220], [90, 160], [110, 160], [115, 220], [120, 280],

@@ -20,7 +20,7 @@ from posemachines.data import mpii
 from posemachines.data import mpii_mat
 from tests.conftest import tiny_config
 
-SAMPLE = '/work/shared/data/mpii_sample'
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'mpii_sample')
 
 
 def _records():

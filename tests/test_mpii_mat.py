@@ -10,7 +10,7 @@ import scipy.io
 
 from posemachines.data import mpii_mat
 
-SAMPLE = '/work/shared/data/mpii_sample'
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'mpii_sample')
 
 
 def _sample_images():

@@ -12,7 +12,7 @@ from posemachines.core import skeleton
 from posemachines.data import features, mpii_mat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = '/work/shared/data/mpii_sample'
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'mpii_sample')
 MPII = skeleton.MPII.parts
 
 

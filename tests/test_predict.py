@@ -11,7 +11,7 @@ from PIL import Image
 from posemachines.tools import predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PHOTOS = '/work/shared/data/photos'
+PHOTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'photos')
 
 
 def test_predict_command_on_real_photos_and_a_gif(trained_workdir, tmp_path):
