@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app, flags
 
@@ -80,6 +81,9 @@ def _score_files(fl):
                          '--predictions files')
   result = benchmark_files.score_files(dataset, fl.annotations, fl.predictions,
                                        names=fl.names or None)
+  for entry in result['files']:
+    for warning in entry.get('warnings', []):
+      print(f'posemachines.evaluate: warning: {warning}', file=sys.stderr)
   if fl.out:
     benchmark_files.write_outputs(result, fl.out)
   if fl.json:

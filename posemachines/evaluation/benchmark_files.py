@@ -347,6 +347,8 @@ def _mpii_table(annotations: str, path: str) -> dict:
     raise BadFile(f'{path} holds prediction_all (the LSP/FLIC layout); expected {layout}')
   try:
     res = mpii_files.score(annotations, path)
+  except mpii_files.Unmatched:   # both files readable; the message says what does not match
+    raise
   except FileNotFoundError as e:
     raise MissingData(f'{e}; expected {layout}') from None
   except ValueError as e:
@@ -359,8 +361,8 @@ def score_files(dataset: str, annotations: str, predictions, names=None,
   """Every predictions file against the benchmark's ground truth ``annotations``.
 
   Returns {'dataset', 'annotations', 'num_people', 'normaliser', 'files': [{'name', 'path',
-  'format', 'table'}]} in the order given (MPII files also with 'num_people' and 'left_out', by
-  reason); ``names`` (default: the file names) label the methods; ``normaliser`` as for
+  'format', 'table'}]} in the order given (MPII files also with 'num_people', 'missed' and
+  'left_out' by reason, and 'warnings': see mpii_files.score); ``names`` (default: the file names) label the methods; ``normaliser`` as for
   ``score`` (LSP and FLIC prediction_all files only).
   """
   _parts(dataset)
@@ -382,7 +384,7 @@ def score_files(dataset: str, annotations: str, predictions, names=None,
       res = _mpii_table(annotations, path)
       num_people = res['num_people']
       entry.update(format='annolist', table=res['table'], num_people=res['num_people'],
-                   left_out=res['left_out'])
+                   missed=res['missed'], left_out=res['left_out'], warnings=res['warnings'])
     else:
       entry.update(format='prediction_all',
                    table=score(gt, read_prediction_all(path, gt), normaliser))
@@ -411,6 +413,11 @@ def markdown(result: dict) -> str:
   for f in files:
     lines.append(f'| {f["name"]} | ' + ' | '.join(_pct(f['table']['row'].get(c)) for c in cols)
                  + ' |')
+  for f in files:
+    for key, what in (('missed', 'counted as wrong'), ('left_out', 'left out')):
+      for reason, count in f.get(key, {}).items():
+        of = f' of {f["num_people"]}' if key == 'missed' else ''
+        lines.append(f'{f["name"]}: {what}: {count}{of} people ({reason})')
   parts = list(files[0]['table'].get('per_part', {}))
   with_parts = [f for f in files if f['table'].get('per_part')]
   if parts and with_parts:
