@@ -27,6 +27,7 @@ from PIL import Image
 import tensorflow as tf
 
 from posemachines.core import crops
+from posemachines.core import images
 from posemachines.data import cli
 from posemachines.data import decode
 from posemachines.data import pipeline
@@ -67,7 +68,7 @@ def examples_from_images(pattern: str, resize: str | None, parts: int = 16) -> l
     if resize:
       w, h = (int(v) for v in resize.split('x'))
       buf = io.BytesIO()
-      Image.open(io.BytesIO(data)).convert('RGB').resize((w, h), Image.BICUBIC).save(
+      images.to_rgb(Image.open(io.BytesIO(data))).resize((w, h), Image.BICUBIC).save(
           buf, format='JPEG', quality=90)
       data = buf.getvalue()
     h, w = tf.image.extract_jpeg_shape(data).numpy()[:2]

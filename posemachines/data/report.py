@@ -19,8 +19,10 @@ import os
 from absl import logging
 from PIL import Image
 
+from posemachines.core import images
+
 _EXAMPLES_PER_REASON = 5
-# PIL modes of JPEGs that decoders read as three channels as they are; others are converted to RGB.
+# PIL modes of JPEGs that decoders read as three channels as they are (their bytes are kept).
 _DIRECT_JPEG_MODES = ('RGB', 'L')
 # PIL names camera JPEGs with extra frames MPO; decoders read their first frame like any JPEG.
 _JPEG_FORMATS = ('JPEG', 'MPO')
@@ -120,7 +122,8 @@ class ImageInfo:
 
 
 def _open(path: str | os.PathLike) -> tuple[Image.Image, str, str]:
-  """The fully decoded image at ``path`` in RGB or grey, its file format and its original mode."""
+  """The fully decoded image at ``path`` in 8-bit RGB (core/images.py), its file format and its
+  original mode."""
   if not os.path.isfile(path):
     raise BadImage('missing image', path, 'no such file')
   with open(path, 'rb') as f:
@@ -139,11 +142,10 @@ def _decode(data: bytes, path: str | os.PathLike) -> tuple[Image.Image, str, str
   if image.width < 1 or image.height < 1:
     raise BadImage('corrupt image', path, f'empty image of size {image.size}')
   fmt, mode = image.format or '', image.mode
-  if mode not in _DIRECT_JPEG_MODES:
-    try:
-      image = image.convert('RGB')
-    except Exception as e:
-      raise BadImage('unsupported image', path, f'cannot convert {mode} to RGB: {e}') from e
+  try:
+    image = images.to_rgb(image)
+  except Exception as e:
+    raise BadImage('unsupported image', path, f'cannot convert {mode} to RGB: {e}') from e
   return image, fmt, mode
 
 
@@ -157,7 +159,8 @@ def read_image(path: str | os.PathLike, encoding: str = 'jpeg') -> tuple[bytes, 
   """The encoded image at ``path`` and its (height, width), after fully decoding it.
 
   A JPEG whose pixels are RGB or grey keeps its original bytes (no re-encoding, no quality loss);
-  any other image (PNG, BMP, CMYK JPEG, palette, RGBA, ...) is converted to RGB and encoded in
+  any other image (PNG, BMP, CMYK JPEG, palette, RGBA, 16-bit, float, ...) is converted to 8-bit
+  RGB as ``posemachines.core.images.to_rgb`` does (deep modes scaled, not clipped) and encoded in
   ``encoding`` ('jpeg' or 'png'), the builder's feature encoding. Raises ``BadImage`` (a
   ValueError naming the path) for a missing file, a truncated or corrupt image, or one that cannot
   be converted to RGB (``reason`` 'missing image', 'corrupt image' or 'unsupported image').
@@ -179,7 +182,7 @@ def read_image_bytes(data: bytes, path: str | os.PathLike,
     return data, size
   buf = io.BytesIO()
   if encoding == 'jpeg':
-    image.convert('RGB').save(buf, format='JPEG', quality=95)
+    image.save(buf, format='JPEG', quality=95)
   else:
-    image.convert('RGB').save(buf, format='PNG')
+    image.save(buf, format='PNG')
   return buf.getvalue(), size

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
 from posemachines.evaluation import inference
-from posemachines.core import drawing
+from posemachines.core import drawing, images
 from posemachines.codec import keypoints
 from posemachines.data import coco
 
@@ -55,11 +55,8 @@ def collect_inputs(paths):
 
 
 def read_image(path: str) -> np.ndarray:
-  try:
-    with Image.open(path) as im:
-      return np.asarray(im.convert('RGB'))
-  except Exception as e:  # PIL raises several types for unreadable files
-    raise ValueError(f'{path} is not a readable image: {e}') from e
+  """uint8 [H, W, 3], whatever the file's mode (core/images.py); BadFile when unreadable."""
+  return images.read(path)
 
 
 def read_video(path: str):
@@ -67,7 +64,7 @@ def read_video(path: str):
   if path.lower().endswith('.gif'):
     try:
       with Image.open(path) as im:
-        frames = [np.asarray(f.convert('RGB')) for f in ImageSequence.Iterator(im)]
+        frames = [images.to_rgb_array(f) for f in ImageSequence.Iterator(im)]
         return np.stack(frames), im.info.get('duration', 100) / 1000.0
     except Exception as e:
       raise ValueError(f'{path} is not a readable GIF: {e}') from e
@@ -242,7 +239,7 @@ def write_video(frames, seconds: float, stem: str, source: str) -> str:
       return stem + '.mp4'
     except ImportError:
       pass
-  images = [Image.fromarray(f) for f in frames]
-  images[0].save(stem + '.gif', save_all=True, append_images=images[1:],
+  stills = [Image.fromarray(f) for f in frames]
+  stills[0].save(stem + '.gif', save_all=True, append_images=stills[1:],
                  duration=int(round(seconds * 1000)), loop=0)
   return stem + '.gif'
