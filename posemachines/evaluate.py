@@ -1,12 +1,16 @@
 """``python -m posemachines.evaluate``: evaluation as the benchmarks score it.
 
   python -m posemachines.evaluate --model=MODEL [--dataset=D --split=S --mat_dir=DIR]
+  python -m posemachines.evaluate --model=MODEL --json_people=people.json \
+      [--image_dir=DIR --validation_fraction=F]
   python -m posemachines.evaluate --dataset=mpii|lsp|flic --annotations=GT \
       --predictions=P1[,P2,...] [--names=A,B] [--json] [--out=DIR]
 
 The first evaluates a model (an exported artifact or a training workdir) on a dataset split
-(evaluation/runner.py); the second scores prediction files in the layouts their owners
-distribute against a benchmark's ground truth, side by side (evaluation/benchmark_files.py).
+(evaluation/runner.py), the second on your own people from a JSON list (the json_people
+dataset; a model trained on json_people finds its list in its config); the third scores
+prediction files in the layouts their owners distribute against a benchmark's ground truth, side
+by side (evaluation/benchmark_files.py).
 Flags and the entry point only.
 """
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 from absl import app, flags
 
 from posemachines.core import errors
+from posemachines.data import registry
 from posemachines.evaluation import benchmark_files, coco_eval, metrics
 from posemachines.tools import loading
 from posemachines.evaluation import runner
@@ -44,10 +49,19 @@ def define_flags():
                       '(--split=test, with --annotations), else an MPII annolist .mat.')
   flags.DEFINE_string('annotations', None, "The dataset's ground-truth file as distributed: MPII "
                       '.mat (RELEASE or annolist), LSP joints.mat, FLIC examples.mat or COCO '
-                      'person_keypoints_*.json.')
+                      'person_keypoints_*.json (with --predictions, or with --model for --mat_dir '
+                      'and COCO). Not the JSON list of json_people: that is --json_people.')
   flags.DEFINE_string('detections', None, 'COCO: person boxes in the results format (a detector\'s '
                       'output) to evaluate on, instead of the ground-truth boxes.')
   flags.DEFINE_float('min_detection_score', 0.0, 'COCO: detections below this score are dropped.')
+  flags.DEFINE_string('json_people', None, 'With --model: evaluate on the people of this JSON '
+                      'list (the json_people dataset; sets --dataset=json_people). Default for a '
+                      "model trained on json_people: its config's data.annotations.")
+  flags.DEFINE_string('image_dir', None, 'json_people: the folder its image paths are relative '
+                      "to (default: as in the model's config, else the JSON list's folder).")
+  flags.DEFINE_float('validation_fraction', None, 'json_people: the fraction of images held out '
+                     'as its validation split where records name no split (default: as in the '
+                     "model's config; 1: every image).")
   flags.DEFINE_list('predictions', [], 'Prediction files to score against --annotations: '
                     'prediction_all .mat (LSP, FLIC), MPII annolist .mat, the eval.json that '
                     'evaluate writes, or COCO keypoint results JSON.')
@@ -121,6 +135,47 @@ def _write_mat(fl, model, result, pred, truth, src, split):
   print(f'Predictions written to {path}')
 
 
+def _json_people_flags(fl, config):
+  """--json_people, --image_dir and --validation_fraction into ``config.data``."""
+  if fl.json_people:
+    if fl.dataset and fl.dataset != 'json_people':
+      raise errors.BadFlag(f'--json_people names a json_people dataset, but --dataset='
+                           f'{fl.dataset}: leave --dataset out, or give --dataset=json_people')
+    config.data.dataset = config.data.eval_dataset = 'json_people'
+    config.data.annotations = os.path.abspath(fl.json_people)
+    config.data.image_dir = ''
+  name = registry.eval_dataset_name(config)
+  given = [f for f, v in (('--image_dir', fl.image_dir),
+                          ('--validation_fraction', fl.validation_fraction)) if v is not None]
+  if name != 'json_people':
+    if given:
+      verb = 'applies' if len(given) == 1 else 'apply'
+      raise errors.BadFlag(f'{" and ".join(given)} {verb} to json_people, but the evaluation '
+                           f'dataset is {name!r}: give --json_people=FILE')
+    return
+  if not fl.json_people and fl.annotations and fl.annotations.lower().endswith('.json'):
+    raise errors.BadFlag(f'--annotations={fl.annotations}: the JSON list of a json_people '
+                         f'dataset is given as --json_people={fl.annotations} (--annotations '
+                         "names a benchmark's ground-truth .mat)")
+  if fl.image_dir is not None:
+    config.data.image_dir = os.path.abspath(fl.image_dir)
+  if fl.validation_fraction is not None:
+    config.data.validation_fraction = fl.validation_fraction
+
+
+def _check_split(config, split):
+  builder = registry.get_builder(config)
+  if split in builder.info.splits:
+    return
+  have = ', '.join(sorted(builder.info.splits))
+  if registry.eval_dataset_name(config) == 'json_people':
+    raise errors.BadFlag(
+        f'json_people {config.data.annotations} has no split {split!r} (it has {have}): give '
+        '--split=train, or --validation_fraction (1 to hold out every image), or mark '
+        f'records\' split ("split": "{split}")')
+  raise errors.BadFlag(f'{builder.info.name} has no split {split!r}; it has {have}: give --split')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -133,11 +188,16 @@ def main(argv):
                            'not both')
     return _score_files(fl)
   if not fl.model:
+    if fl.json_people:
+      raise errors.BadFlag('--json_people evaluates a model: give --model=ARTIFACT_OR_WORKDIR')
     raise app.UsageError('Give --model=ARTIFACT_OR_WORKDIR, or --annotations and --predictions')
   import ml_collections
   model = loading.load(fl.model)
   config = ml_collections.ConfigDict(model.config)
   with config.unlocked():
+    for field, default in (('annotations', ''), ('image_dir', ''), ('validation_fraction', 0.0)):
+      if field not in config.data:   # configs saved before these fields were declared
+        config.data[field] = default
     if fl.dataset:
       config.data.dataset = fl.dataset
       config.data.eval_dataset = fl.dataset
@@ -145,12 +205,14 @@ def main(argv):
       config.data.manual_dir = fl.manual_dir
     if fl.data_dir:
       config.data.data_dir = fl.data_dir
+    _json_people_flags(fl, config)
   split = fl.split or config.data.eval_split
   scales = [float(s) for s in fl.scales]
   if config.data.dataset == 'coco':
     return _evaluate_coco(fl, model, config, split, scales)
-  result, pred, truth, src = runner.run(model, config, split, [float(s) for s in fl.scales], fl.flip,
-                                 fl.table, fl.num_examples, fl.batch_size, fl.grid_stride)
+  _check_split(config, split)
+  result, pred, truth, src = runner.run(model, config, split, scales, fl.flip, fl.table,
+                                        fl.num_examples, fl.batch_size, fl.grid_stride)
   out = fl.out or os.path.join(fl.model, f'eval_{result["dataset"]}_{split}')
   evaluate_lib.write_outputs(result, out)
   if fl.mat_dir:
@@ -159,6 +221,8 @@ def main(argv):
   if result['stages']:
     print(metrics.markdown(result['stages'], f'{result["dataset"]} {split}, '
                                              f'{result["num_people"]} people'))
+  else:
+    print(f'{result["dataset"]} {split}: no labelled parts, so no accuracy (predictions only)')
   print(f'{result["num_people"]} people in {result["seconds"]:.1f} s; written to {out}')
 
 

@@ -45,6 +45,8 @@ def main(argv):
   state, result = loop.train_and_evaluate(config, workdir)
   if result is None:
     print(f'Stopped by SIGTERM at step {int(state.step)}; checkpoint saved in {workdir}.')
+  elif not result['stages']:
+    print(f'Final evaluation: {loop.format_eval(result)}; {workdir}/eval.json')
   else:
     print(f'Final PCK@0.5 per stage: {loop.format_eval(result)} '
           f'({result["num_people"]} people, {workdir}/eval.json)')

@@ -363,3 +363,33 @@ def test_read_image_keeps_jpeg_bytes_and_reencodes_others(tmp_path):
   # Half transparent: composited over mid-grey (posemachines/core/images.py).
   over = np.array([10, 200, 30]) * 128 / 255 + 128 * (1 - 128 / 255)
   assert back.shape == (20, 30, 3) and np.abs(back - over).max() <= 1
+
+
+@pytest.mark.parametrize('change, reason, detail', [
+    ({'center': [1e5, 1e5]}, json_people.IMPLAUSIBLE_CENTER,
+     'center [100000.0, 100000.0] for a 1280x720 image'),
+    ({'center': [-1300.0, 300.0]}, json_people.IMPLAUSIBLE_CENTER,
+     'center [-1300.0, 300.0] for a 1280x720 image'),
+    ({'scale': 1e6}, json_people.IMPLAUSIBLE_SCALE,
+     'scale 1e+06 (a person 2e+08 px tall) for a 1280x720 image'),
+    ({'scale': 1e-4}, json_people.IMPLAUSIBLE_SCALE,
+     'scale 0.0001 (a person 0.02 px tall) for a 1280x720 image'),
+])
+def test_implausible_centre_or_scale_is_skipped_with_its_threshold(change, reason, detail):
+  record = dict(_sample_records()[0], **change)          # 005808361.jpg, 1280 x 720
+  groups, report = _plan([record, _sample_records()[1]])
+  assert sum(len(g) for g in groups['train'].values()) == 1
+  assert report.count(reason) == 1 and report.num_skipped == 1
+  assert report.summary()['skips'][reason]['examples'] == [f'record 0 (005808361.jpg): {detail}']
+  # The reason states the threshold.
+  assert reason in ('implausible centre (more than one image width or height outside the image)',
+                    "implausible scale (person height 200 x scale under 8 px or over 4 x the "
+                    "image's larger side)")
+
+
+def test_plausible_extremes_are_kept():
+  records = _sample_records()
+  records[0] = dict(records[0], center=[-1000.0, 700.0], scale=0.05)     # 10 px tall, just left
+  records[1] = dict(records[1], scale=4 * 854 / 200)                     # 4 x the larger side
+  groups, report = _plan(records)
+  assert report.num_skipped == 0 and sum(len(g) for g in groups['train'].values()) == 5

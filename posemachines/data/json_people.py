@@ -34,10 +34,14 @@ Bad input. Every record is checked before anything is written; a record is skipp
 ('malformed record': wrong types, missing ``joints``, not 16 joints), an annotated joint, the
 centre, the scale or the head box is NaN or infinite ('non-finite coordinate'), the scale is
 missing or not positive ('bad scale'), the head box has no area ('zero-size head box') or cannot be
-estimated ('no head box'), or its image is missing, truncated or corrupt ('missing image', 'corrupt
-image', 'unsupported image'). A record with an annotated keypoint outside the image rectangle is
-kept unchanged (counted as 'keypoint outside image (kept)'). The report is logged at the end of
-preparation and stored as ``skip_report.json`` in the data directory (see ``skip_report``).
+estimated ('no head box'), its centre or scale is implausible for its image ('implausible
+centre': more than one image width or height outside the image; 'implausible scale': a person
+height of 200 x scale under 8 px or over 4 times the image's larger side, so that the crop would
+be all padding or a few pixels blown up), or its image is missing, truncated or corrupt
+('missing image', 'corrupt image', 'unsupported image'). A record with an annotated keypoint
+outside the image rectangle is kept unchanged (counted as 'keypoint outside image (kept)'). The
+report is logged at the end of preparation and stored as ``skip_report.json`` in the data
+directory (see ``skip_report``).
 A missing or invalid annotation file raises before any work, as does a set whose every record is
 skipped.
 """
@@ -56,7 +60,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from posemachines.core import skeleton
+from posemachines.core import errors, skeleton
 from posemachines.data import features as features_lib
 from posemachines.data import report as report_lib
 
@@ -67,6 +71,16 @@ NON_FINITE = 'non-finite coordinate'
 BAD_SCALE = 'bad scale'
 ZERO_HEAD_BOX = 'zero-size head box'
 NO_HEAD_BOX = 'no head box'
+# Implausible people: a centre more than CENTER_MARGIN image widths (heights) outside the image,
+# or a person height (200 x scale px) under MIN_PERSON_PX or over MAX_PERSON_FACTOR times the
+# image's larger side.
+CENTER_MARGIN = 1.0
+MIN_PERSON_PX = 8.0
+MAX_PERSON_FACTOR = 4.0
+IMPLAUSIBLE_CENTER = ('implausible centre (more than one image width or height outside the '
+                      'image)')
+IMPLAUSIBLE_SCALE = (f'implausible scale (person height 200 x scale under {MIN_PERSON_PX:g} px '
+                     f'or over {MAX_PERSON_FACTOR:g} x the image\'s larger side)')
 
 _P = skeleton.MPII.num_parts
 _HEAD_TOP, _NECK = skeleton.MPII.index('head_top'), skeleton.MPII.index('neck')
@@ -91,17 +105,17 @@ def load_annotations(path: str | os.PathLike) -> list:
   """The records of the annotation file; raises FileNotFoundError / ValueError naming ``path``."""
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'annotation file not found: {path}')
+    raise errors.MissingData(f'annotation file not found: {path}')
   try:
     with open(path, 'rb') as f:
       records = json.loads(f.read())
   except (ValueError, UnicodeDecodeError) as e:
-    raise ValueError(f'annotation file {path} is not valid JSON: {e}') from e
+    raise errors.BadFile(f'annotation file {path} is not valid JSON: {e}') from e
   if not isinstance(records, list):
-    raise ValueError(f'annotation file {path} must hold a JSON list of person records, '
+    raise errors.BadFile(f'annotation file {path} must hold a JSON list of person records, '
                      f'not a {type(records).__name__}')
   if not records:
-    raise ValueError(f'annotation file {path} holds no person records')
+    raise errors.BadFile(f'annotation file {path} holds no person records')
   return records
 
 
@@ -213,6 +227,20 @@ def _head_box(person: _Person) -> np.ndarray:
   return box
 
 
+def _implausible(person: _Person, height: int, width: int) -> tuple[str, str] | None:
+  """(reason, detail) when the centre or scale cannot be the person's in an image of this size
+  (its crop would be all padding, or a few pixels of the image blown up), else None."""
+  cx, cy = person.center
+  if not (-CENTER_MARGIN * width <= cx <= (1 + CENTER_MARGIN) * width
+          and -CENTER_MARGIN * height <= cy <= (1 + CENTER_MARGIN) * height):
+    return IMPLAUSIBLE_CENTER, f'center {person.center.tolist()} for a {width}x{height} image'
+  tall = 200.0 * person.scale
+  if not MIN_PERSON_PX <= tall <= MAX_PERSON_FACTOR * max(width, height):
+    return IMPLAUSIBLE_SCALE, (f'scale {person.scale:g} (a person {tall:g} px tall) for a '
+                               f'{width}x{height} image')
+  return None
+
+
 def _outside(person: _Person, height: int, width: int) -> list[str]:
   """The annotated joints outside the image rectangle [0, width] x [0, height]."""
   x, y = person.joints[:, 0], person.joints[:, 1]
@@ -275,6 +303,10 @@ def plan(records: list, image_dir: str, validation_fraction: float,
     info = images[os.path.join(image_dir, person.image)]
     if isinstance(info, report_lib.BadImage):
       report.skip(info.reason, f'record {person.index}: {info.path}: {info.detail}')
+      continue
+    implausible = _implausible(person, info.height, info.width)
+    if implausible:
+      report.skip(implausible[0], f'{person.name}: {implausible[1]}')
       continue
     outside = _outside(person, info.height, info.width)
     if outside:
@@ -341,7 +373,8 @@ class JsonPeople(tfds.core.GeneratorBasedBuilder):
     self._report = report_lib.SkipReport(f'json_people {cfg.annotations}')
     groups = plan(records, cfg.image_dir, cfg.validation_fraction, self._report)
     if not any(groups.values()):
-      raise ValueError(f'every record of {cfg.annotations} was skipped:\n{self._report.format()}')
+      raise errors.BadFile(f'every record of {cfg.annotations} was skipped:\n'
+                           f'{self._report.format()}')
     return {split: self._generate_examples(g) for split, g in groups.items() if g}
 
   def _generate_examples(self, groups: dict[str, list[_Entry]]):
@@ -363,7 +396,7 @@ class JsonPeople(tfds.core.GeneratorBasedBuilder):
 def _check_inputs(annotations: str, image_dir: str) -> list:
   records = load_annotations(annotations)
   if not os.path.isdir(image_dir):
-    raise FileNotFoundError(f'image folder not found: {image_dir} (images of {annotations})')
+    raise errors.MissingData(f'image folder not found: {image_dir} (images of {annotations})')
   return records
 
 
@@ -393,7 +426,7 @@ def make_config(annotations: str | os.PathLike, image_dir: str | os.PathLike | N
   annotations = os.path.abspath(os.fspath(annotations))
   image_dir = os.path.abspath(os.fspath(image_dir or os.path.dirname(annotations)))
   if not 0.0 <= validation_fraction <= 1.0:
-    raise ValueError(f'validation_fraction must be in [0, 1], got {validation_fraction}')
+    raise errors.BadFlag(f'validation_fraction must be in [0, 1], got {validation_fraction}')
   _check_inputs(annotations, image_dir)
   return JsonPeopleConfig(
       name=config_name(annotations, image_dir, float(validation_fraction)),

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+from posemachines.core import errors
+
 DATASETS = ('synthetic_people', 'json_people', 'mpii', 'lsp', 'lsp_extended', 'flic', 'coco')
 
 
@@ -73,9 +75,14 @@ def get_builder(config, name: str | None = None):
                              seed=data.synthetic_seed)
   if name == 'json_people':
     from posemachines.data import json_people
-    return json_people.builder(data.annotations, data_dir(config),
-                               image_dir=data.image_dir or None,
-                               validation_fraction=data.validation_fraction)
+    annotations = data.get('annotations', '')
+    if not annotations:
+      raise errors.BadFlag(
+          'json_people needs its annotation file (a JSON list of person records): '
+          '--config.data.annotations=FILE for train, --annotations=FILE for evaluate')
+    return json_people.builder(annotations, data_dir(config),
+                               image_dir=data.get('image_dir', '') or None,
+                               validation_fraction=data.get('validation_fraction', 0.0))
   if name == 'mpii':
     from posemachines.data import mpii
     return mpii.builder(data_dir(config), manual_dir,
@@ -91,6 +98,33 @@ def get_builder(config, name: str | None = None):
     return coco.builder(data_dir(config), manual_dir,
                         aspect_ratio=data.coco_aspect_ratio, padding=data.coco_padding)
   raise ValueError(f'No dataset builder named {name!r}; available: {", ".join(DATASETS)}')
+
+
+def require_split(config, name: str, split: str, field: str):
+  """The prepared builder of dataset ``name``; raises BadFlag when it has no split ``split``
+  (named by config field ``field``), saying how to get one."""
+  builder = get_builder(config, name)
+  splits = sorted(builder.info.splits)
+  if split in splits:
+    return builder
+  if name == 'json_people':
+    hint = ('set --config.data.validation_fraction (for example 0.1) to hold out that fraction '
+            'of the images, or mark records\' split ("split": "validation")'
+            if split == 'validation' else
+            f'mark some records "split": "{split}", or set --config.data.{field}')
+    where = f'json_people {config.data.annotations}'
+  else:
+    hint, where = f'set --config.data.{field} to one of them', name
+  raise errors.BadFlag(f'{where} has no split {split!r} (config.data.{field}; it has '
+                       f'{", ".join(splits) or "none"}): {hint}')
+
+
+def check_splits(config) -> None:
+  """Prepares every dataset the run trains or evaluates on and checks that each has its split
+  (train split of every component, eval split of the evaluation dataset), before training."""
+  for name in dataset_names(config):
+    require_split(config, name, config.data.train_split, 'train_split')
+  require_split(config, eval_dataset_name(config), config.data.eval_split, 'eval_split')
 
 
 def skeleton_name(builder) -> str:

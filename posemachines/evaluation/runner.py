@@ -16,8 +16,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import tqdm
 
+from posemachines.core import errors
 from posemachines.data import pipeline, registry
 from posemachines.evaluation import inference, metrics
+
+
+NO_LABELLED_PARTS = 'no labelled parts'
 
 
 def distances(pred, gt):
@@ -39,7 +43,7 @@ def split_examples(config, model, view_list, split: str, num_examples: int, batc
   """
   builder = registry.get_builder(config)
   if split not in builder.info.splits:
-    raise ValueError(f'{builder.info.name} has no split {split!r}; it has '
+    raise errors.BadFlag(f'{builder.info.name} has no split {split!r}; it has '
                      f'{sorted(builder.info.splits)}')
   src = registry.skeleton_name(builder)
   ds = builder.as_dataset(split=split, shuffle_files=False,
@@ -97,5 +101,6 @@ def run(model, config, split: str, scales=None, flip: bool = True, table: str | 
     result['stages'] = [metrics.table(kind, dist[t], joints[..., 2], truth['norm'],
                                       model.skeleton.parts) for t in range(len(pred))]
   else:
+    result['note'] = NO_LABELLED_PARTS
     logging.warning('Split %r has no labelled parts: predictions only, no accuracy.', split)
   return result, pred, truth, src

@@ -35,6 +35,9 @@ from posemachines.training import pictures
 from posemachines.evaluation import metrics
 
 
+NO_LABELLED_PARTS = 'no labelled parts'
+
+
 def make_mesh(devices=None):
   """A 1-D ('data',) mesh over ``devices`` (default: every device of every process)."""
   devices = jax.devices() if devices is None else devices
@@ -128,6 +131,15 @@ def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_pre
   with_visibility = visibility.has_labels(visible, annotated)
   parts = skeleton.get(config.data.parts).parts
   result = {'num_people': int(dist.shape[1]), 'stages': []}
+  if not annotated.any():   # nothing to score: say so rather than report 0% accuracy
+    result['note'] = NO_LABELLED_PARTS
+    logging.warning('The evaluation split (%s, %d people) has no labelled parts: no accuracy.',
+                    config.data.eval_split, result['num_people'])
+    if keep_predictions:
+      result['predictions'] = np.concatenate(preds, axis=1)
+      result['index'] = np.concatenate(indices)
+      result['visible'], result['annotated'] = visible, annotated
+    return result
   for t in range(dist.shape[0]):
     per_part, total = metrics.pck(dist[t], annotated, norm, 0.5)
     result['stages'].append({'stage': t + 1, 'pck@0.5': total,
@@ -145,6 +157,8 @@ def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_pre
 
 
 def format_eval(result):
+  if not result['stages'] and result.get('note') == NO_LABELLED_PARTS:
+    return f'{NO_LABELLED_PARTS} in the evaluation split ({result["num_people"]} people)'
   text = ' '.join(f's{s["stage"]}={100 * s["pck@0.5"]:.1f}' for s in result['stages'])
   if 'visibility' in result:
     text += f'; visibility AP {100 * result["visibility"]["ap"]:.1f}'
@@ -152,10 +166,10 @@ def format_eval(result):
 
 
 def _prepare_datasets(config):
-  """Prepares (on first use) every dataset the run trains or evaluates on."""
-  names = set(registry.dataset_names(config)) | {registry.eval_dataset_name(config)}
-  for name in sorted(names):
-    registry.get_builder(config, name)
+  """Prepares (on first use) every dataset the run trains or evaluates on, and checks that each
+  has the split the run reads (a user error before training, not a crash at the first
+  evaluation)."""
+  registry.check_splits(config)
 
 
 def train_and_evaluate(config, workdir: str):
@@ -246,7 +260,8 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop):
       writer.write(done, {f'eval/{k}/stage{s["stage"]}': s[k] for s in result['stages']
                           for k in ('pck@0.5', 'visibility_ap') if k in s})
       if is_main:
-        bar.write(f'step {done}: PCK@0.5 per stage {format_eval(result)}')
+        bar.write(f'step {done}: ' + (f'PCK@0.5 per stage {format_eval(result)}'
+                                      if result['stages'] else format_eval(result)))
       t0, seen = time.time(), 0
   bar.close()
   mngr.wait_until_finished()
