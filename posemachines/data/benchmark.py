@@ -2,7 +2,7 @@
 
   python -m posemachines.data.benchmark --dataset=mpii [--data_dir=...] [--manual_dir=...]
   python -m posemachines.data.benchmark --dataset=json_people \
-      --annotations=../shared/data/mpii_sample/test_mpii.json
+      --annotations=tests/data/mpii_sample/test_mpii.json
   python -m posemachines.data.benchmark --images='photos/*.jpg' --resize=1280x720
 
 The first ``--num_examples`` examples of the split (or the images of ``--images``, each a person
