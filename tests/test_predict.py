@@ -1,4 +1,5 @@
 """predict on real photos and a GIF, with default and given person locations; bad input."""
+import hashlib
 import json
 import os
 import subprocess
@@ -92,6 +93,17 @@ def _predict(*args, timeout=600):
                         capture_output=True, text=True, timeout=timeout)
 
 
+def _checksums(folder):
+  """{relative path: sha256} of every file under ``folder``."""
+  out = {}
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
 def test_outputs_named_uniquely_broken_files_skipped_and_weak_peaks_warned(trained_workdir,
                                                                            tmp_path):
   photo = Image.open(os.path.join(PHOTOS, 'im1640.jpg')).convert('RGB')
@@ -104,10 +116,12 @@ def test_outputs_named_uniquely_broken_files_skipped_and_weak_peaks_warned(train
   (tmp_path / 'folder' / 'broken.jpg').write_bytes(b'\xff\xd8 not a jpeg')
   (tmp_path / 'folder' / 'notes.txt').write_text('ignored')
   out = tmp_path / 'out'
+  before = _checksums(trained_workdir)
   proc = _predict(f'--model={trained_workdir}', str(tmp_path / 'a' / 'person.jpg'),
                   str(tmp_path / 'b' / 'person.jpg'), str(tmp_path / 'folder'), f'--out={out}',
                   '--scales=1.0', '--min_confidence=50')
   assert proc.returncode == 2, proc.stderr[-3000:]
+  assert _checksums(trained_workdir) == before            # the model's workdir is left alone
   written = sorted(os.listdir(out))
   assert written == ['a_person.json', 'a_person_overlay.png', 'b_person.json',
                      'b_person_overlay.png', 'x_jpg.json', 'x_jpg_overlay.png', 'x_png.json',
