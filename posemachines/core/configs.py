@@ -70,6 +70,10 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
   c.eval_batch_size = 16
   c.num_pictures = 8                 # validation images drawn at the end of training
   c.on_nan = 'stop'                  # 'stop' or 'skip'
+  # A restart in a workdir whose config.json differs (in fields a restart may not change, see
+  # posemachines/training/identity.py MAY_CHANGE) stops with an error; True continues the run
+  # with the requested config and records the change in <workdir>/config_changes.jsonl.
+  c.allow_config_change = False
   # Training schemes (posemachines/training/schemes.py, the CPM paper's Fig. 6b): 'joint',
   # 'final_only', 'stagewise' or 'stagewise_finetune'; the steps of each stage-wise phase and of
   # the fine-tuning phase (0: num_train_steps / stages, num_train_steps / 2).

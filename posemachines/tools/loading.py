@@ -7,6 +7,7 @@ import os
 import jax
 
 from posemachines.core import crops
+from posemachines.core import errors
 from posemachines.evaluation.inference import Model
 from posemachines.tools import artifact
 from posemachines.training import checkpoint
@@ -24,7 +25,7 @@ def load(path: str) -> Model:
     return load_artifact(path)
   if os.path.isfile(os.path.join(path, 'config.json')):
     return load_workdir(path)
-  raise FileNotFoundError(f'{path} is neither an exported artifact (no artifact.json) nor a '
+  raise errors.MissingData(f'{path} is neither an exported artifact (no artifact.json) nor a '
                           'training workdir (no config.json)')
 
 
@@ -45,18 +46,27 @@ def workdir_config(workdir: str):
 
 
 def load_workdir(workdir: str) -> Model:
-  """The newest readable checkpoint in ``workdir``, with the config it was trained with."""
+  """The newest complete, readable checkpoint in ``workdir``, with the config it was trained
+  with.
+
+  The workdir is only read, never changed, so that it can be used while its run is still
+  training: the checkpoints are opened read-only (a save in progress, which orbax writes to a
+  temporary directory, is neither listed nor cleaned up), and an unreadable checkpoint is passed
+  over for an older one but left where it is (the trainer moves it aside when it resumes).
+  """
   config = workdir_config(workdir)
   where = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(where) or not os.listdir(where):
-    raise FileNotFoundError(f'No checkpoint in {where}')
+    raise errors.MissingData(f'No checkpoint in {where}: the run in {workdir} has not saved one '
+                             'yet')
   mesh = train.make_mesh(jax.devices()[:1])
   built = train.build(config, mesh)
   model, abstract = built.model, built.abstract_state
-  state, at = checkpoint.restore_latest(checkpoint.manager(workdir, config.keep_checkpoints),
-                                        abstract)
+  state, at = checkpoint.restore_latest(
+      checkpoint.manager(workdir, config.keep_checkpoints, read_only=True), abstract,
+      move_aside=False)
   if state is None:
-    raise FileNotFoundError(f'No readable checkpoint in {where}')
+    raise errors.MissingData(f'No complete, readable checkpoint in {where}')
   variables = jax.device_get(state.variables)
   crop, sigma = crops.from_config(config.data), config.targets.center_sigma
 

@@ -2,6 +2,9 @@
 that the workdir can hold them before training starts."""
 from __future__ import annotations
 
+import errno
+import gc
+import logging as std_logging
 import os
 import shutil
 import time
@@ -9,9 +12,14 @@ import time
 from absl import logging
 import jax
 import numpy as np
+from etils import epath
 import orbax.checkpoint as ocp
 
+from posemachines.core import errors
 from posemachines.training import distributed
+
+# The item name under which orbax stores the state in a step's directory (StandardSave).
+ITEM = 'default'
 
 # Room for what a workdir holds besides checkpoints (metrics, events, pictures, eval.json).
 OTHER_FILES_BYTES = 64 << 20
@@ -26,8 +34,9 @@ def manager(workdir: str, keep: int, save_every: int | None = None,
   """The run's checkpoints; ``read_only`` for another run's (it is left exactly as it is)."""
   # A save killed half-way leaves only a temporary directory, which orbax never lists as a step;
   # cleanup_tmp_directories removes such leftovers when the next run starts.
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                         save_interval_steps=save_every or 1,
+  options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else keep,
+                                         create=not read_only,
+                                         save_interval_steps=0 if read_only else save_every or 1,
                                          enable_async_checkpointing=False,
                                          cleanup_tmp_directories=not read_only,
                                          read_only=read_only)
@@ -35,32 +44,212 @@ def manager(workdir: str, keep: int, save_every: int | None = None,
                                options=options)
 
 
+class SaveFailed(errors.UserError):
+  """A checkpoint could not be written for want of room (a full disk or an exceeded quota)."""
+
+
+# How a full disk shows in what orbax raises: an OSError's errno, or the text of tensorstore's
+# errors ("RESOURCE_EXHAUSTED: ... [OS error 28: No space left on device]").
+_NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_NO_ROOM_TEXTS = ('no space left', 'disk quota exceeded', 'resource_exhausted', 'os error 28')
+
+
+def _no_room(error: BaseException, depth: int = 0) -> str | None:
+  """A short reason if ``error`` (or an error it wraps) says the disk is full, else None."""
+  if error is None or depth > 8:
+    return None
+  if isinstance(error, OSError) and error.errno in _NO_ROOM_ERRNOS:
+    return os.strerror(error.errno)
+  text = str(error).lower()
+  for marker in _NO_ROOM_TEXTS:
+    if marker in text:
+      return 'No space left on device' if marker != 'disk quota exceeded' else 'Disk quota exceeded'
+  for inner in (*getattr(error, 'exceptions', ()), error.__cause__, error.__context__):
+    reason = _no_room(inner, depth + 1)
+    if reason:
+      return reason
+  return None
+
+
+class _HeldLogs(std_logging.Filter):
+  """Holds back the log records of orbax (and the libraries it calls) while a save runs: a
+  failed save logs one traceback per array. ``release()`` lets them through after all."""
+
+  def __init__(self):
+    super().__init__()
+    self.records = []
+
+  def filter(self, record):
+    if f'{os.sep}posemachines{os.sep}' in record.pathname:
+      return True
+    self.records.append(record)
+    return False
+
+  def release(self):
+    for record in self.records:
+      std_logging.getLogger(record.name).handle(record)
+    self.records = []
+
+
+_LIBRARY_LOGGERS = ('absl', 'asyncio', 'orbax', 'jax', 'tensorstore')
+
+
+def _never_retrieved(record) -> bool:
+  return 'exception was never retrieved' not in record.getMessage()
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state, force: bool = False) -> bool:
-  return mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+  """Saves ``state`` as ``step``. A save that fails for want of room raises SaveFailed: one
+  message naming the last good checkpoint, which the same command resumes from once there is
+  room (orbax's tracebacks are held back; the partial save is a temporary directory that the
+  next run removes)."""
+  held = _HeldLogs()
+  loggers = [std_logging.getLogger(n) for n in _LIBRARY_LOGGERS]
+  for logger in loggers:
+    logger.addFilter(held)
+  try:
+    try:
+      return mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+    except Exception as e:  # orbax raises many types (ValueError from tensorstore, OSError, ...)
+      reason = _no_room(e)
+      if reason is None:
+        held.release()
+        raise
+      # Each array's failed write is an asyncio task whose error asyncio logs when the task is
+      # collected: collect them now, held back, and hold back any that are collected later.
+      gc.collect()
+      held.records = []
+      std_logging.getLogger('asyncio').addFilter(_never_retrieved)
+      directory = str(mngr.directory)
+      done = [s for s in mngr.all_steps() if s < step and os.path.isdir(
+          os.path.join(directory, str(s)))]
+      last = (f'The last good checkpoint is step {max(done)} '
+              f'({os.path.join(directory, str(max(done)))})' if done else
+              'No checkpoint of this run was saved before')
+      raise SaveFailed(
+          f'Saving the checkpoint of step {step} in {directory} failed: {reason} '
+          f'({free_bytes(directory) / 2**20:.1f} MiB free). {last}. Free some space (or lower '
+          '--config.keep_checkpoints), then rerun the same command to resume'
+          f'{" from it" if done else ""}.') from None
+  finally:
+    for logger in loggers:
+      logger.removeFilter(held)
+    held.release()
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state, move_aside: bool = True):
+def stored_arrays(mngr: ocp.CheckpointManager, step: int) -> dict:
+  """{array name: (shape, dtype)} of the checkpoint at ``step``, from its metadata files alone
+  (no array is read). Raises if the metadata cannot be read (a corrupt or partial checkpoint)."""
+  path = epath.Path(os.path.join(str(mngr.directory), str(step), ITEM))
+  tree = ocp.StandardCheckpointHandler().metadata(path)
+  tree = getattr(tree, 'tree', tree)
+  return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in
+          ocp.tree.to_flat_dict(tree, sep='.').items() if hasattr(v, 'shape')}
+
+
+def expected_arrays(abstract_state) -> dict:
+  """{array name: (shape, dtype)} of a state with ``abstract_state``'s shapes, named as
+  orbax names a checkpoint's arrays."""
+  flat = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(abstract_state, keep_empty_nodes=True),
+                               sep='.')
+  return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in flat.items() if hasattr(v, 'shape')}
+
+
+def array_differences(stored: dict, expected: dict) -> list[str]:
+  """One entry per array whose shape or dtype differs, or that only one side has."""
+  def show(x):
+    return f'{x[1].name}{list(x[0])}'
+  out = []
+  for name in sorted(set(stored) | set(expected)):
+    a, b = stored.get(name), expected.get(name)
+    if a == b:
+      continue
+    if a is None:
+      out.append(f'{name}: not in the checkpoint (config: {show(b)})')
+    elif b is None:
+      out.append(f'{name}: {show(a)} in the checkpoint, not in the config')
+    else:
+      out.append(f'{name}: {show(a)} in the checkpoint, {show(b)} by the config')
+  return out
+
+
+def _summarise(diffs: list[str], limit: int = 8) -> str:
+  """The differing arrays, parameters first, optimizer-state copies of them counted."""
+  params = [d for d in diffs if not d.startswith('opt_state.')]
+  shown = (params or diffs)[:limit]
+  rest = len(diffs) - len(shown)
+  text = '\n'.join(f'  {d}' for d in shown)
+  if rest:
+    text += f'\n  ... and {rest} more (' + ('their optimizer state' if params else 'arrays') + ')'
+  return text
+
+
+class StateMismatch(errors.ConfigMismatch):
+  """A readable checkpoint whose arrays do not fit the model and optimizer of the config."""
+
+  def __init__(self, directory: str, step: int, diffs: list[str], context: str = ''):
+    self.step, self.diffs = step, diffs
+    super().__init__(
+        f'The checkpoint at step {step} in {directory} does not fit this config: '
+        f'{len(diffs)} array(s) differ in shape or dtype (the checkpoint is readable, not '
+        f'corrupt, and was left as it is):\n{_summarise(diffs)}' + (f'\n{context}' if context
+                                                                    else ''))
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, move_aside: bool = True,
+                   mismatch_context=None):
   """Restores the newest checkpoint readable on every process; returns (state, step) or
   (None, None).
 
-  A newer step that fails to restore (corrupt or truncated files) is reported, an older one is
-  tried, and with ``move_aside`` the unreadable one is moved to
-  ``<workdir>/unreadable_checkpoints/`` (so that the resumed run can save that step again).
+  Before anything is read or moved, the newest checkpoint's stored shapes and dtypes are
+  compared with ``abstract_state``'s: a checkpoint that does not fit (another model or
+  optimizer) raises StateMismatch (an errors.ConfigMismatch), with ``mismatch_context()``'s
+  text appended (the config fields that differ). A step whose metadata or arrays cannot be read
+  (corrupt or truncated files) is reported and an older one is tried; with ``move_aside`` the
+  unreadable ones are then moved to ``<workdir>/unreadable_checkpoints/`` (so that the resumed
+  run can save those steps again). Without ``move_aside`` nothing in the directory is changed
+  (a reader beside a training run): a step that disappears meanwhile (the trainer keeps only
+  its newest checkpoints) is passed over, and steps saved meanwhile are tried too.
   Every process makes the same choice.
   """
-  for step in sorted(mngr.all_steps(), reverse=True):
-    state, error = None, None
-    try:
-      state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
-    except Exception as e:  # orbax raises many types for unreadable data
-      error = e
-    if not distributed.any_process(error is not None):
-      return state, step
-    why = f'{type(error).__name__}: {str(error)[:300]}' if error else 'failed on another process'
-    logging.warning('Checkpoint at step %d in %s is unreadable (%s); falling back to an older '
-                    'one.', step, mngr.directory, why)
+  expected = expected_arrays(abstract_state)
+  unreadable, tried = [], set()
+  for _ in range(1 if move_aside else 3):
+    steps = [s for s in sorted(mngr.all_steps(), reverse=True) if s not in tried]
+    for step in steps:
+      tried.add(step)
+      state, error, diffs = None, None, None
+      try:
+        diffs = array_differences(stored_arrays(mngr, step), expected)
+      except Exception as e:  # orbax raises many types for unreadable metadata
+        error = e
+      if distributed.any_process(bool(diffs)):  # a collective: every process takes part
+        raise StateMismatch(str(mngr.directory), step, diffs or ['(found on another process)'],
+                            mismatch_context() if mismatch_context else '')
+      if error is None:
+        try:
+          state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        except Exception as e:  # orbax raises many types for unreadable data
+          error = e
+      if not distributed.any_process(error is not None):
+        for bad in unreadable if move_aside else ():
+          _move_aside(mngr, bad)
+        return state, step
+      if not move_aside and not os.path.exists(os.path.join(str(mngr.directory), str(step))):
+        logging.info('Checkpoint at step %d in %s was removed while being read; trying an '
+                     'older one.', step, mngr.directory)
+        continue
+      why = f'{type(error).__name__}: {str(error)[:300]}' if error else 'failed on another process'
+      logging.warning('Checkpoint at step %d in %s is unreadable (%s); falling back to an older '
+                      'one.', step, mngr.directory, why)
+      unreadable.append(step)
     if move_aside:
-      _move_aside(mngr, step)
+      break
+    mngr.reload()  # a reader: the trainer may have saved newer steps meanwhile
+    if not [s for s in mngr.all_steps() if s not in tried]:
+      break
+  for bad in unreadable if move_aside else ():
+    _move_aside(mngr, bad)
   return None, None
 
 
@@ -154,9 +343,12 @@ def _check_shared(workdir: str):
 def initialise_from(workdir: str, state, abstract_state):
   """``state`` with the params and model state of the newest checkpoint in ``workdir`` (another
   run of the same model); its step and optimizer state stay fresh."""
-  restored, step = restore_latest(manager(workdir, 1, read_only=True), abstract_state,
-                                  move_aside=False)
+  restored, step = restore_latest(
+      manager(workdir, 1, read_only=True), abstract_state, move_aside=False,
+      mismatch_context=lambda: f'--config.init_from={workdir} must name a run of the same model '
+      'and optimizer.')
   if restored is None:
-    raise FileNotFoundError(f'init_from: no readable checkpoint in {workdir}/checkpoints')
+    raise errors.MissingData(f'--config.init_from={workdir}: no readable checkpoint in '
+                             f'{workdir}/checkpoints')
   logging.info('Initialised from the checkpoint at step %d in %s', step, workdir)
   return state.replace(params=restored.params, model_state=restored.model_state)

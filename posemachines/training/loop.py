@@ -21,9 +21,11 @@ import numpy as np
 import tqdm
 
 from posemachines import models
+from posemachines.core import errors, validate
 from posemachines.training import checkpoint
 from posemachines.training import distributed
 from posemachines.training import gradients
+from posemachines.training import identity
 from posemachines.training import optim
 from posemachines.core import crops
 from posemachines.core import skeleton
@@ -100,12 +102,18 @@ def build(config, mesh, frozen=None) -> Built:
   return Built(model, sched, state, abstract, step, ev)
 
 
-def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_predictions=False):
+def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_predictions=False,
+                   step=None):
   """PCKh (or PCK) @0.5 of every stage over the eval split, gathered from every process.
 
   Where the split labels visibility (both visible and occluded annotated parts), every stage
   also gets ``visibility_ap``: the AP of its heatmap maxima at telling visible parts from
-  occluded ones (posemachines/visibility.py).
+  occluded ones (posemachines/evaluation/visibility.py).
+
+  A diverged model's outputs can be non-finite (a NaN or infinite map maximum). With
+  ``config.on_nan='stop'`` that raises NonFinite naming the stages; with 'skip' it is logged,
+  those parts count as misses, and a stage with any has no visibility AP (nan). Each stage
+  reports its count as ``non_finite_outputs``.
   """
   n = config.num_eval_examples if num_examples is None else num_examples
   if config.eval_batch_size % mesh.devices.size:  # round up to a multiple of the devices
@@ -128,6 +136,11 @@ def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_pre
   dist = np.concatenate(dists, axis=1)
   annotated, norm = np.concatenate(ann), np.concatenate(norms)
   score, visible = np.concatenate(scores, axis=1), np.concatenate(vis)
+  finite = np.isfinite(score) & np.isfinite(dist)                    # [T, N, P]
+  non_finite = (~finite).reshape(len(score), -1).sum(axis=1)
+  if non_finite.any():
+    _report_non_finite(config, non_finite, finite[0].size, step)
+    dist = np.where(finite, dist, np.inf)  # a miss
   with_visibility = visibility.has_labels(visible, annotated)
   parts = skeleton.get(config.data.parts).parts
   result = {'num_people': int(dist.shape[1]), 'stages': []}
@@ -143,17 +156,33 @@ def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_pre
   for t in range(dist.shape[0]):
     per_part, total = metrics.pck(dist[t], annotated, norm, 0.5)
     result['stages'].append({'stage': t + 1, 'pck@0.5': total,
-                             'per_part': dict(zip(parts, map(float, per_part)))})
+                             'per_part': dict(zip(parts, map(float, per_part))),
+                             'non_finite_outputs': int(non_finite[t])})
     if with_visibility:
-      result['stages'][-1]['visibility_ap'] = visibility.visibility_ap(score[t], visible,
-                                                                       annotated)['ap']
-  if with_visibility:
+      result['stages'][-1]['visibility_ap'] = (
+          visibility.visibility_ap(score[t], visible, annotated)['ap'] if not non_finite[t]
+          else float('nan'))
+  if with_visibility and not non_finite[-1]:
     result['visibility'] = visibility.visibility_ap(score[-1], visible, annotated)
   if keep_predictions:
     result['predictions'] = np.concatenate(preds, axis=1)
     result['index'] = np.concatenate(indices)
     result['visible'], result['annotated'] = visible, annotated
   return result
+
+
+def _report_non_finite(config, counts, per_stage: int, step=None):
+  stages = ', '.join(f'stage {t + 1} ({int(c)} of {per_stage} parts)'
+                     for t, c in enumerate(counts) if c)
+  at = f' at step {step}' if step is not None else ''
+  text = (f'The model\'s outputs are non-finite (NaN or infinite belief maps) in the evaluation'
+          f'{at}: {stages}. The model has diverged; a lower --config.optim.learning_rate may '
+          'help.')
+  if config.on_nan != 'skip':
+    raise NonFinite(f'{text} Set --config.on_nan=skip to go on regardless (such parts then count '
+                    'as misses).')
+  logging.warning('%s on_nan=skip: such parts count as misses and those stages have no '
+                  'visibility AP.', text)
 
 
 def format_eval(result):
@@ -172,106 +201,145 @@ def _prepare_datasets(config):
   registry.check_splits(config)
 
 
+class NonFinite(errors.UserError, FloatingPointError):
+  """The model diverged: a non-finite loss or non-finite outputs (with config.on_nan='stop')."""
+
+
 def train_and_evaluate(config, workdir: str):
   """Trains ``config`` into ``workdir``, resuming from its newest checkpoint if there is one.
+
+  The config is checked first (core/validate.py: errors.BadFlag), then compared with the one
+  the workdir's run was started with (training/identity.py: errors.ConfigMismatch), before
+  anything is built or anything in the workdir is changed.
 
   Returns (state, final evaluation), or (state, None) when a SIGTERM to any process stopped the
   run: then every process has saved the same step and the same command resumes from it.
   """
+  validate.check(config, jax.device_count())
+  accepted = identity.check(config, workdir)
+  if accepted:
+    logging.warning('Continuing the run in %s with a changed config '
+                    '(--config.allow_config_change=True):\n%s', workdir,
+                    identity.format_differences(accepted))
   is_main = jax.process_index() == 0
   mesh = make_mesh()
-  if config.batch_size % jax.device_count():
-    raise ValueError(f'batch_size {config.batch_size} must be divisible by the '
-                     f'{jax.device_count()} devices')
   with distributed.StopSignal() as stop:
-    return _train_and_evaluate(config, workdir, mesh, is_main, stop)
+    return _train_and_evaluate(config, workdir, mesh, is_main, stop, accepted)
 
 
-def _train_and_evaluate(config, workdir, mesh, is_main, stop):
+def _is_eval_step(config, step: int) -> bool:
+  return step % config.eval_every_steps == 0 or step == config.num_train_steps
+
+
+def _train_and_evaluate(config, workdir, mesh, is_main, stop, accepted=()):
   # ------------------------------------------------------------------------------ set-up --
   built = build(config, mesh)
   model, sched, state, abstract = built.model, built.schedule, built.state, built.abstract_state
   step_fn, eval_fn = built.train_step, built.eval_step
   checkpoint.check_workdir(workdir, abstract, config.keep_checkpoints)
   distributed.main_process_first(lambda: _prepare_datasets(config), 'prepare_data')
+  # Restored through a read-only manager: a checkpoint that does not fit the config stops the
+  # run before the trainer's manager cleans anything up.
+  restored, start = checkpoint.restore_latest(
+      checkpoint.manager(workdir, config.keep_checkpoints, read_only=True), abstract,
+      mismatch_context=lambda: identity.mismatch_context(config, workdir))
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
-  restored, start = checkpoint.restore_latest(mngr, abstract)
   if restored is not None:
     state = restored
     logging.info('Resuming from the checkpoint at step %d in %s', start, workdir)
   elif config.init_from:  # a new run starting from another run's weights
     state = checkpoint.initialise_from(config.init_from, state, abstract)
   start = int(state.step)
-  writer = metrics_writer.MetricsWriter(workdir, enabled=is_main)
+  # What was logged after the restored step is logged again below, so it is dropped first.
+  writer = metrics_writer.MetricsWriter(workdir, enabled=is_main, resume_step=start)
   grads = None
   if gradients.enabled(config):
     grads = gradients.Recorder(config, model, state.params, workdir, writer, start)
   if is_main:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    identity.write(config, workdir, start, accepted)
   rng = jax.random.key(config.seed + 1)
+  result = None
+
+  def evaluate(done):
+    result = run_evaluation(config, state.variables, eval_fn, mesh, step=done)
+    scalars = {f'eval/{k}/stage{s["stage"]}': s[k] for s in result['stages']
+               for k in ('pck@0.5', 'visibility_ap') if k in s}
+    if scalars:  # none when the split has no labelled parts
+      writer.write(done, scalars)
+    if is_main:
+      tqdm.tqdm.write(f'step {done}: ' + (f'PCK@0.5 per stage {format_eval(result)}'
+                                          if result['stages'] else format_eval(result)))
+    return result
+
+  # A run killed after saving an evaluation step but before evaluating it evaluates it now.
+  if start and _is_eval_step(config, start) and distributed.broadcast_from_main(
+      int(is_main and not writer.logged(start, 'eval/'))):
+    result = evaluate(start)
   data = iter(pipeline.as_numpy(pipeline.train_dataset(config, jax.process_index(),
                                                        jax.process_count(), start)))
   # ----------------------------------------------------------------------------- training --
   bar = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=not is_main,
                   desc='train', unit='step', dynamic_ncols=True)
   t0, seen = time.time(), 0
-  result = None
-  for step in range(start, config.num_train_steps):
-    batch = shard_batch(next(data), mesh)
-    if grads is not None and grads.due(step):
-      grads.record(step, state, batch, rng)
-    state, metrics = step_fn(state, batch, rng)
-    metrics = jax.device_get(metrics)
-    if not metrics['finite']:
-      bad = [t + 1 for t, v in enumerate(metrics['stage_loss']) if not np.isfinite(v)]
-      where = f'stage {bad[0]} loss' if bad else 'gradients'
-      if config.on_nan != 'skip':
-        raise FloatingPointError(
-            f'Non-finite {where} at step {step + 1}: loss={metrics["loss"]}, '
-            f'per-stage={metrics["stage_loss"].tolist()}. The last good checkpoint is kept in '
-            f'{workdir}; set --config.on_nan=skip to skip such steps.')
-      logging.warning('Skipped step %d: non-finite %s.', step + 1, where)
-    seen += config.batch_size
-    bar.update(1)
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == config.num_train_steps:
-      rate = seen / (time.time() - t0)
-      scalars = {'loss': float(metrics['loss']), 'learning_rate': float(sched(step)),
-                 'grad_norm': float(metrics['grad_norm']), 'images_per_sec': rate}
-      scalars.update({f'loss/stage{t + 1}': float(v)
-                      for t, v in enumerate(metrics['stage_loss'])})
-      writer.write(done, scalars)
-      bar.set_postfix(loss=f'{scalars["loss"]:.4g}', img_s=f'{rate:.1f}')
-      t0, seen = time.time(), 0
-    if done % config.checkpoint_every_steps == 0 or done == config.num_train_steps:
-      checkpoint.save(mngr, done, state, force=True)
-    if stop.requested():  # SIGTERM on any process: every process saves this step and returns
-      if mngr.latest_step() != done:
+  try:  # bar.close() in finally: an error's message starts on a line of its own
+    for step in range(start, config.num_train_steps):
+      batch = shard_batch(next(data), mesh)
+      if grads is not None and grads.due(step):
+        grads.record(step, state, batch, rng)
+      state, metrics = step_fn(state, batch, rng)
+      metrics = jax.device_get(metrics)
+      if not metrics['finite']:
+        bad = [t + 1 for t, v in enumerate(metrics['stage_loss']) if not np.isfinite(v)]
+        where = f'stage {bad[0]} loss' if bad else 'gradients'
+        if config.on_nan != 'skip':
+          raise NonFinite(
+              f'Non-finite {where} at step {step + 1}: loss={metrics["loss"]}, '
+              f'per-stage={metrics["stage_loss"].tolist()}. The last good checkpoint is kept '
+              f'in {workdir}; set --config.on_nan=skip to skip such steps.')
+        logging.warning('Skipped step %d: non-finite %s.', step + 1, where)
+      seen += config.batch_size
+      bar.update(1)
+      done = step + 1
+      if done % config.log_every_steps == 0 or done == config.num_train_steps:
+        rate = seen / (time.time() - t0)
+        scalars = {'loss': float(metrics['loss']), 'learning_rate': float(sched(step)),
+                   'grad_norm': float(metrics['grad_norm']), 'images_per_sec': rate}
+        scalars.update({f'loss/stage{t + 1}': float(v)
+                        for t, v in enumerate(metrics['stage_loss'])})
+        writer.write(done, scalars)
+        bar.set_postfix(loss=f'{scalars["loss"]:.4g}', img_s=f'{rate:.1f}')
+        t0, seen = time.time(), 0
+      if done % config.checkpoint_every_steps == 0 or done == config.num_train_steps:
         checkpoint.save(mngr, done, state, force=True)
-      mngr.wait_until_finished()
-      bar.close()
-      writer.close()
-      logging.warning('Stopped by SIGTERM after step %d; its checkpoint is in %s. Rerun the same '
-                      'command to resume.', done, workdir)
-      return state, None
-    if done % config.eval_every_steps == 0 or done == config.num_train_steps:
-      result = run_evaluation(config, state.variables, eval_fn, mesh)
-      writer.write(done, {f'eval/{k}/stage{s["stage"]}': s[k] for s in result['stages']
-                          for k in ('pck@0.5', 'visibility_ap') if k in s})
-      if is_main:
-        bar.write(f'step {done}: ' + (f'PCK@0.5 per stage {format_eval(result)}'
-                                      if result['stages'] else format_eval(result)))
-      t0, seen = time.time(), 0
-  bar.close()
+      if stop.requested():  # SIGTERM on any process: every process saves this step and returns
+        if mngr.latest_step() != done:
+          checkpoint.save(mngr, done, state, force=True)
+        mngr.wait_until_finished()
+        bar.close()
+        writer.close()
+        logging.warning('Stopped by SIGTERM after step %d; its checkpoint is in %s. Rerun the '
+                        'same command to resume.', done, workdir)
+        return state, None
+      if _is_eval_step(config, done):
+        result = evaluate(done)
+        t0, seen = time.time(), 0
+  finally:
+    bar.close()
   mngr.wait_until_finished()
   # ------------------------------------------------------------------------------ results --
-  if result is None:
-    result = run_evaluation(config, state.variables, eval_fn, mesh)
+  if result is None:  # a finished run, rerun: its evaluation is logged already
+    result = run_evaluation(config, state.variables, eval_fn, mesh, step=int(state.step))
   if is_main:
-    with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-      json.dump({'step': int(state.step), **result}, f, indent=2)
+    _write_json(os.path.join(workdir, 'eval.json'), {'step': int(state.step), **result})
   if config.num_pictures and is_main:  # on host copies of the variables: no other process joins
     pictures.training_pictures(config, model, jax.device_get(state.variables), workdir)
   writer.close()
   return state, result
+
+
+def _write_json(path, value):
+  """Writes ``path`` atomically: a reader never sees half a file."""
+  tmp = f'{path}.tmp.{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(value, f, indent=2)
+  os.replace(tmp, path)
