@@ -38,7 +38,7 @@ def main(argv):
   if not FLAGS.library_logs:
     logging.get_absl_handler().addFilter(OwnLogsOnly())
   distributed.initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
-                         FLAGS.process_id)
+                         FLAGS.process_id, FLAGS.coordinator_timeout_s)
   config, workdir = FLAGS.config, FLAGS.workdir
   logging.info('Devices: %s; process %d of %d', jax.devices(), jax.process_index(),
                jax.process_count())

@@ -18,7 +18,10 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
+import sys
 import threading
+import time
 
 from absl import flags, logging
 import jax
@@ -26,7 +29,15 @@ from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
+from posemachines.core import errors
+
 MULTIHOST_MODES = ('auto', 'on', 'off')
+DEFAULT_TIMEOUT_S = 300
+PROGRESS_EVERY_S = 30
+
+
+class CoordinatorTimeout(errors.UserError, TimeoutError):
+  """The processes of a multi-process run did not all join within --coordinator_timeout_s."""
 
 
 def define_flags():
@@ -39,6 +50,10 @@ def define_flags():
   flags.DEFINE_integer('num_processes', None, 'Number of processes (default: $JAX_NUM_PROCESSES).')
   flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 '
                        '(default: $JAX_PROCESS_ID).')
+  flags.DEFINE_integer('coordinator_timeout_s', DEFAULT_TIMEOUT_S,
+                       'How long a process waits at start for the coordinator (process 0) and '
+                       'the other processes to join, in seconds, before it gives up with an '
+                       'error.')
 
 
 def _env_int(name):
@@ -60,8 +75,14 @@ def cluster_detected() -> bool:
 
 
 def initialize(multihost: str = 'auto', coordinator_address: str | None = None,
-               num_processes: int | None = None, process_id: int | None = None) -> None:
-  """Starts JAX's distributed runtime if this program is one of several processes."""
+               num_processes: int | None = None, process_id: int | None = None,
+               timeout_s: int = DEFAULT_TIMEOUT_S) -> None:
+  """Starts JAX's distributed runtime if this program is one of several processes.
+
+  With an explicit coordinator, the process says what it waits for and for how long, and
+  raises CoordinatorTimeout (or, where JAX's runtime blocks, prints that error and exits with
+  status 2) if the coordinator or the other processes have not joined within ``timeout_s``.
+  """
   if multihost not in MULTIHOST_MODES:
     raise ValueError(f'multihost={multihost!r}; expected one of {MULTIHOST_MODES}')
   if multihost == 'off' or jax.distributed.is_initialized():
@@ -75,13 +96,74 @@ def initialize(multihost: str = 'auto', coordinator_address: str | None = None,
                        '--process_id (or $JAX_NUM_PROCESSES and $JAX_PROCESS_ID)')
     if not 0 <= pid < n:
       raise ValueError(f'process_id {pid} is not in 0..{n - 1} (num_processes {n})')
-    jax.distributed.initialize(address, n, pid)
+    _connect(address, n, pid, timeout_s)
   elif multihost == 'on' or cluster_detected():
     jax.distributed.initialize()  # JAX finds the coordinator, count and id of this cluster
   else:
     return
   logging.info('Process %d of %d; %d local of %d devices', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def _program() -> str:
+  spec = getattr(sys.modules.get('__main__'), '__spec__', None)
+  return spec.name if spec is not None else os.path.basename(sys.argv[0] or 'posemachines')
+
+
+def _wait_for_port(address: str, deadline: float) -> bool:
+  """Whether something listens at ``address`` (host:port) before ``deadline``."""
+  host, _, port = address.rpartition(':')
+  host = host.strip('[]')
+  while True:
+    try:
+      with socket.create_connection((host, int(port)), timeout=1.0):
+        return True
+    except (OSError, ValueError):
+      if time.monotonic() >= deadline:
+        return False
+      time.sleep(0.25)
+
+
+def _connect(address: str, n: int, pid: int, timeout_s: int) -> None:
+  """jax.distributed.initialize, with a stated wait and a clear error at ``timeout_s``."""
+  if not timeout_s > 0:
+    raise errors.BadFlag(f'--coordinator_timeout_s={timeout_s}: must be > 0')
+  what = (f'the other {n - 1} process{"es" if n > 2 else ""} to connect to this coordinator at '
+          f'{address}' if pid == 0 else
+          f'the coordinator (process 0) at {address} and the other processes')
+  logging.info('Process %d of %d: waiting up to %d s for %s (--coordinator_timeout_s).', pid, n,
+               timeout_s, what)
+  start = time.monotonic()
+  advice = (f'start every process 0..{n - 1} with the same --coordinator_address={address} and '
+            f'--num_processes={n}, check that {address} is process 0\'s address and reachable, '
+            'or wait longer with --coordinator_timeout_s')
+  if pid != 0 and not _wait_for_port(address, start + timeout_s):
+    raise CoordinatorTimeout(f'Process {pid} of {n}: no coordinator answered at {address} '
+                             f'within {timeout_s} s: {advice}.')
+  joined = threading.Event()
+
+  def watchdog():  # JAX's runtime blocks in C++ and aborts at its own timeout: give up first
+    while not joined.wait(min(PROGRESS_EVERY_S, max(start + timeout_s - time.monotonic(), 0))):
+      waited = time.monotonic() - start
+      if waited >= timeout_s:
+        missing = (f'the other processes did not all connect to this coordinator at {address}'
+                   if pid == 0 else f'the coordinator at {address} answered, but the other '
+                   'processes did not all join')
+        print(f'{_program()}: error: Process {pid} of {n}: {missing} within {timeout_s} s: '
+              f'{advice}.', file=sys.stderr, flush=True)
+        os._exit(errors.EXIT_USER_ERROR)
+      logging.info('Process %d of %d: still waiting for %s (%d of %d s).', pid, n, what, waited,
+                   timeout_s)
+
+  thread = threading.Thread(target=watchdog, name='coordinator_timeout', daemon=True)
+  thread.start()
+  try:
+    # JAX's own limit lies beyond ours, so that the watchdog's message comes first.
+    jax.distributed.initialize(address, n, pid, initialization_timeout=int(timeout_s) + 60)
+  finally:
+    joined.set()
+  logging.info('Process %d of %d: every process joined after %.1f s.', pid, n,
+               time.monotonic() - start)
 
 
 def any_process(flag: bool) -> bool:
