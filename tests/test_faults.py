@@ -81,6 +81,10 @@ def test_sigkill_at_a_random_step_then_restart_is_bit_identical(tfds_dir, tmp_pa
   assert int(resumed.step) == steps
   for a, b in zip(_params(full), _params(resumed)):
     np.testing.assert_array_equal(a, b, err_msg=f'killed after step {logged}')
+  # The logs read as if the run had never stopped: every step once, the final evaluation once.
+  lines = [json.loads(l) for l in open(metrics)]
+  assert [l['step'] for l in lines if 'loss' in l] == list(range(1, steps + 1))
+  assert [l['step'] for l in lines if 'eval/pck@0.5/stage1' in l] == [steps]
 
 
 def _inject_nan(monkeypatch, at_step, stage):
@@ -178,3 +182,38 @@ def test_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path):
   writer.close()
   assert [json.loads(l) for l in open(path)] == [{'step': 1, 'loss': 2.0},
                                                  {'step': 2, 'loss': 1.5}]
+
+
+def test_diverged_outputs_at_evaluation_are_reported_by_stage(tfds_dir, tmp_path, caplog):
+  # A learning rate that blows the weights up in one step: every later step is non-finite and
+  # skipped, and the model's outputs at evaluation are non-finite.
+  diverging = {'optim.name': 'sgd', 'optim.learning_rate': 1e30, 'optim.schedule': 'constant',
+               'optim.warmup_steps': 0}
+  config = tiny_config(tfds_dir, on_nan='skip', num_pictures=2, **diverging)
+  state, result = train.train_and_evaluate(config, str(tmp_path / 'skip'))
+  assert int(state.step) == 4
+  assert [s['non_finite_outputs'] for s in result['stages']] == [112, 112]
+  assert [s['pck@0.5'] for s in result['stages']] == [0.0, 0.0]  # such parts are misses
+  assert all(np.isnan(s['visibility_ap']) for s in result['stages'])
+  warned = [r.getMessage() for r in caplog.records if 'non-finite (NaN' in r.getMessage()]
+  assert warned == ["The model's outputs are non-finite (NaN or infinite belief maps) in the "
+                    'evaluation at step 4: stage 1 (112 of 112 parts), stage 2 (112 of 112 '
+                    'parts). The model has diverged; a lower --config.optim.learning_rate may '
+                    'help. on_nan=skip: such parts count as misses and those stages have no '
+                    'visibility AP.']
+  assert json.load(open(tmp_path / 'skip' / 'eval.json'))['step'] == 4
+
+  # on_nan=stop: a clean stop (a user error: one line, exit status 2) naming the stage.
+  from posemachines.core import errors
+  config = tiny_config(tfds_dir, on_nan='stop')
+  mesh = train.make_mesh()
+  built = train.build(config, mesh)
+
+  def nan_in_stage_2(variables, batch):
+    out = dict(built.eval_step(variables, batch))
+    out['pred'] = out['pred'].at[1, :, :, 2].set(jnp.nan)
+    return out
+
+  with pytest.raises(errors.UserError, match=r"outputs are non-finite .* in the evaluation at "
+                     r"step 7: stage 2 \(112 of 112 parts\)\..* Set --config.on_nan=skip"):
+    train.run_evaluation(config, built.state.variables, nan_in_stage_2, mesh, step=7)

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -253,3 +254,35 @@ def test_launcher_stops_the_others_when_one_process_fails(tmp_path):
   assert time.time() - t0 < 60
   assert [p.returncode for p in procs] == [-signal.SIGTERM, 3, -signal.SIGTERM]
 
+
+
+@pytest.mark.parametrize('process_id', [1, 0])
+def test_a_process_whose_peers_never_come_says_so_and_gives_up(tmp_path, process_id):
+  import socket
+  with socket.socket() as s:  # a free port: nobody listens there
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  t0 = time.time()
+  out = subprocess.run([sys.executable, '-m', 'posemachines.train',
+                        f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+                        f'--process_id={process_id}', '--coordinator_timeout_s=3',
+                        f'--workdir={tmp_path}/w'], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+  assert out.returncode == 2, out.stderr[-3000:]
+  if process_id:
+    assert (f'Process 1 of 2: waiting up to 3 s for the coordinator (process 0) at '
+            f'127.0.0.1:{port} and the other processes (--coordinator_timeout_s).') in out.stderr
+    error = f'Process 1 of 2: no coordinator answered at 127.0.0.1:{port} within 3 s: '
+  else:
+    assert (f'Process 0 of 2: waiting up to 3 s for the other 1 process to connect to this '
+            f'coordinator at 127.0.0.1:{port} (--coordinator_timeout_s).') in out.stderr
+    error = (f'Process 0 of 2: the other processes did not all connect to this coordinator at '
+             f'127.0.0.1:{port} within 3 s: ')
+  assert out.stderr.endswith(
+      f'posemachines.train: error: {error}start every process 0..1 with the same '
+      f'--coordinator_address=127.0.0.1:{port} and --num_processes=2, check that '
+      f'127.0.0.1:{port} is process 0\'s address and reachable, or wait longer with '
+      '--coordinator_timeout_s.\n'), out.stderr[-3000:]
+  assert 'Traceback' not in out.stderr and 'Check failure' not in out.stderr
+  assert time.time() - t0 < 120
+  assert not os.path.exists(tmp_path / 'w')
