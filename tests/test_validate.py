@@ -39,7 +39,7 @@ def test_every_bad_field_is_reported_at_once():
       "  --config.on_nan='ignore': must be one of stop, skip",
       '  --config.model.stage_widths=(8,8,8): must have 4 entries, like model.stage_kernels',
       "  --config.data.dataset='mpii+mpii': must name one of synthetic_people, json_people, "
-      "mpii, lsp, lsp_extended, flic, or a mixture of different ones joined by '+' "
+      "mpii, lsp, lsp_extended, flic, coco, or a mixture of different ones joined by '+' "
       "(e.g. 'mpii+lsp_extended')",
       '  --config.data.crop_size=0: must be >= 8',
       '  --config.data.scale_max=0.5: must be >= data.scale_min (0.85)',

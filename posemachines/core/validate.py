@@ -22,7 +22,8 @@ SCHEDULES = ('step', 'cosine', 'constant')         # training/optim.py
 ON_NAN = ('stop', 'skip')                          # training/loop.py
 SCHEMES = ('joint', 'stagewise', 'stagewise_finetune', 'final_only')   # training/schemes.py
 OCCLUSION_MODES = ('ignore', 'include', 'exclude')  # objectives/losses.py
-DATASETS = ('synthetic_people', 'json_people', 'mpii', 'lsp', 'lsp_extended', 'flic')  # data
+DATASETS = ('synthetic_people', 'json_people', 'mpii', 'lsp', 'lsp_extended', 'flic',  # data
+            'coco')
 
 
 class _Report:
@@ -223,6 +224,9 @@ def _check_data(r):
   if parts is not _MISSING and parts not in skeleton.SKELETONS:
     r.bad('data.parts', parts, f'must be one of {", ".join(skeleton.SKELETONS)}')
   _int(r, 'data.crop_size', 8)
+  _int(r, 'data.crop_width', 8, also=(0,))
+  _number(r, 'data.coco_aspect_ratio', 0.0, low_open=True)
+  _number(r, 'data.coco_padding', 0.0, low_open=True)
   _number(r, 'data.target_dist', 0.0, low_open=True)
   lo = _number(r, 'data.scale_min', 0.0, low_open=True)
   hi = _number(r, 'data.scale_max', 0.0, low_open=True)
