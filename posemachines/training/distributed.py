@@ -128,6 +128,9 @@ def _connect(address: str, n: int, pid: int, timeout_s: int) -> None:
   """jax.distributed.initialize, with a stated wait and a clear error at ``timeout_s``."""
   if not timeout_s > 0:
     raise errors.BadFlag(f'--coordinator_timeout_s={timeout_s}: must be > 0')
+  if n == 1:  # nobody to wait for
+    jax.distributed.initialize(address, n, pid)
+    return
   what = (f'the other {n - 1} process{"es" if n > 2 else ""} to connect to this coordinator at '
           f'{address}' if pid == 0 else
           f'the coordinator (process 0) at {address} and the other processes')
