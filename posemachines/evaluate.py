@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from posemachines.core import errors
+from posemachines.core import errors, validate
 from posemachines.data import registry
 from posemachines.evaluation import benchmark_files, coco_eval, metrics
 from posemachines.tools import loading
@@ -176,6 +176,28 @@ def _check_split(config, split):
   raise errors.BadFlag(f'{builder.info.name} has no split {split!r}; it has {have}: give --split')
 
 
+def _check_flags(fl):
+  """errors.BadFlag, one line per bad flag, before the model is loaded."""
+  bad = []
+  if fl.batch_size < 1:
+    bad.append(f'--batch_size={fl.batch_size}: must be >= 1')
+  if fl.num_examples == 0 or fl.num_examples < -1:
+    bad.append(f'--num_examples={fl.num_examples}: must be >= 1 (or -1: the whole split)')
+  try:
+    if not all(float(s) > 0 for s in fl.scales):
+      bad.append(f'--scales={",".join(fl.scales)}: every scale must be > 0')
+  except ValueError:
+    bad.append(f'--scales={",".join(fl.scales)}: must be numbers')
+  if fl.grid_stride is not None and not fl.grid_stride > 0:
+    bad.append(f'--grid_stride={fl.grid_stride}: must be > 0')
+  if fl.dataset and fl.dataset not in validate.DATASETS:
+    bad.append(f'--dataset={fl.dataset}: must be one of {", ".join(validate.DATASETS)}')
+  if len(bad) == 1:
+    raise errors.BadFlag(bad[0])
+  if bad:
+    raise errors.BadFlag(f'{len(bad)} flags are bad:\n  ' + '\n  '.join(bad))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -191,6 +213,7 @@ def main(argv):
     if fl.json_people:
       raise errors.BadFlag('--json_people evaluates a model: give --model=ARTIFACT_OR_WORKDIR')
     raise app.UsageError('Give --model=ARTIFACT_OR_WORKDIR, or --annotations and --predictions')
+  _check_flags(fl)
   import ml_collections
   model = loading.load(fl.model)
   config = ml_collections.ConfigDict(model.config)

@@ -73,3 +73,21 @@ def test_the_known_values_agree_with_the_modules_that_use_them():
   assert set(validate.OCCLUSION_MODES) == set(losses.OCCLUSION_MODES)
   assert validate.SCHEMES == schemes.SCHEMES
   assert set(skeleton.SKELETONS) >= {'cpm14', 'mpii', 'lsp', 'flic'}
+
+
+def test_evaluate_checks_its_flags_before_loading_the_model(tmp_path):
+  out = subprocess.run([sys.executable, '-m', 'posemachines.evaluate', f'--model={tmp_path}/none',
+                        '--batch_size=0', '--num_examples=-3'], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+  assert out.returncode == 2, out.stderr[-3000:]
+  assert out.stderr.endswith('posemachines.evaluate: error: 2 flags are bad:\n'
+                             '  --batch_size=0: must be >= 1\n'
+                             '  --num_examples=-3: must be >= 1 (or -1: the whole split)\n'), \
+      out.stderr[-3000:]
+
+
+def test_benchmark_checks_the_config_before_starting_its_measurements():
+  from posemachines.tools import benchmark
+  config = overrides.derive(configs.cpm_small(), {'data.crop_size': 4})
+  with pytest.raises(errors.BadFlag, match=r'^--config.data.crop_size=4: must be >= 8$'):
+    benchmark.benchmark(config, batch_size=2, steps=1)

@@ -44,7 +44,7 @@ import numpy as np
 
 import posemachines
 from posemachines import models
-from posemachines.core import skeleton
+from posemachines.core import skeleton, validate
 from posemachines.objectives import per_model
 from posemachines.tools import abstract, flops
 from posemachines.training import loop as train
@@ -305,6 +305,7 @@ def worker_main() -> None:
 def benchmark(config, batch_size: int | None = None, steps: int | None = None, warmup: int = 1,
               env: dict | None = None) -> dict:
   """Forward then train step, each in its own subprocess; the report as a dict."""
+  validate.check(config)  # errors.BadFlag, one line per bad field, before any subprocess
   batch_size = config.batch_size if batch_size is None else batch_size
   if steps is not None and steps < 1:
     raise BenchmarkError(f'--steps must be at least 1, got {steps}')
