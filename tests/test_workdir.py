@@ -160,6 +160,14 @@ def test_differences_list_every_field_and_ignore_the_ones_that_may_change():
   assert [d[0] for d in identity.differences(a, b)] == ['batch_size', 'model.num_stages']
   b['model']['use_center_map'] = 1  # True and 1 are not the same setting
   assert 'model.use_center_map' in [d[0] for d in identity.differences(a, b)]
+  # A run saved before a field existed: the field's default is what it did.
+  b = identity.as_json(configs.cpm_small())
+  old = identity.as_json(configs.cpm_small())
+  del old['data']['crop_width'], old['allow_config_change']
+  old['data']['a_field_since_removed'] = 1
+  assert identity.differences(old, b) == []
+  b['data']['crop_width'] = 64
+  assert identity.differences(old, b) == [('data.crop_width', '(absent)', 64, '')]
 
 
 # ------------------------------------------------------- inference beside a training run --

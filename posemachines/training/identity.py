@@ -15,7 +15,7 @@ import json
 import os
 import time
 
-from posemachines.core import errors
+from posemachines.core import configs, errors
 
 CONFIG_FILE = 'config.json'
 CHANGES_FILE = 'config_changes.jsonl'
@@ -60,14 +60,39 @@ def _flat(tree, prefix=''):
 _ABSENT = '(absent)'
 
 
+def _defaults() -> dict:
+  """{field: [default values]} of the configs in core/configs.py."""
+  out = {}
+  for make in (configs.cpm_release, configs.cpm_small, configs.recurrent_paper,
+               configs.recurrent_small):
+    for k, v in _flat(as_json(make())).items():
+      out.setdefault(k, []).append(v)
+  return out
+
+
+def _same(x, y) -> bool:
+  return x == y and isinstance(x, bool) == isinstance(y, bool)
+
+
 def differences(saved: dict, requested: dict, may_change=MAY_CHANGE):
-  """[(field, saved value, requested value)] of the fields that differ and may not."""
+  """[(field, saved value, requested value, why)] of the fields that differ and may not.
+
+  A run saved before a field existed did what the field's default does: a field missing from
+  the saved config counts as the same when the requested value is a default of core/configs.py.
+  A field only the saved config has no longer exists, so it cannot describe this run: it is
+  left out.
+  """
   a, b = _flat(saved), _flat(requested)
+  defaults = None
   out = []
   for key in sorted(set(a) | set(b)):
     x, y = a.get(key, _ABSENT), b.get(key, _ABSENT)
-    if x == y and isinstance(x, bool) == isinstance(y, bool):
+    if _same(x, y) or y is _ABSENT:
       continue
+    if x is _ABSENT:
+      defaults = _defaults() if defaults is None else defaults
+      if any(_same(d, y) for d in defaults.get(key, ())):
+        continue
     if key in may_change:
       if key == 'num_train_steps' and a.get('optim.schedule') in SCHEDULES_OVER_NUM_TRAIN_STEPS:
         out.append((key, x, y, f'the {a["optim.schedule"]} learning-rate schedule spans '
