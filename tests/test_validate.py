@@ -43,7 +43,7 @@ def test_every_bad_field_is_reported_at_once():
       "(e.g. 'mpii+lsp_extended')",
       '  --config.data.crop_size=0: must be >= 8',
       '  --config.data.scale_max=0.5: must be >= data.scale_min (0.85)',
-      '  --config.data.validation_fraction=1.5: must be in [0, 1)',
+      '  --config.data.validation_fraction=1.5: must be in [0, 1]',
       '  --config.loss.stage_weights=(1.0,1.0): must have one weight per model output (3), or '
       'be () for the default',
       "  --config.optim.schedule='linear': must be one of step, cosine, constant",

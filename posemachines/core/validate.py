@@ -239,7 +239,7 @@ def _check_data(r):
   _int(r, 'data.shuffle_buffer', 1)
   _int(r, 'data.prefetch', 0, also=(-1,))
   _int(r, 'data.num_parallel_calls', 1, also=(-1,))
-  _number(r, 'data.validation_fraction', 0.0, 1.0, high_open=True)
+  _number(r, 'data.validation_fraction', 0.0, 1.0)  # 1: every image held out
   weights = r.get('data.mixture_weights')
   if weights is not _MISSING and weights:
     if (not isinstance(weights, (list, tuple)) or not all(_is_number(w) and w >= 0
