@@ -23,7 +23,8 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       stage1_kernels=(5, 9, 1), stage1_widths=(32, 512, 512), stage1_dropout=(False, True, True),
       stage_feature_kernel=5, stage_feature_width=32,
       stage_kernels=(11, 11, 11, 1), stage_widths=(128, 128, 128, 128),
-      use_center_map=True, dropout_rate=0.5, weight_init='gaussian'))
+      use_center_map=True, dropout_rate=0.5, weight_init='gaussian',
+      batch_norm=False))             # BatchNorm after every convolution (the release has none)
   c.data = ml_collections.ConfigDict(dict(
       dataset='mpii', data_dir='', train_split='train', eval_split='validation',
       # Real datasets are read from the archives in manual_dir (default: tfds' manual dir,

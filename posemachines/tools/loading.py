@@ -7,6 +7,7 @@ import os
 import jax
 
 from posemachines.core import crops
+from posemachines.core import errors
 from posemachines.evaluation.inference import Model
 from posemachines.tools import artifact
 from posemachines.training import checkpoint
@@ -24,7 +25,7 @@ def load(path: str) -> Model:
     return load_artifact(path)
   if os.path.isfile(os.path.join(path, 'config.json')):
     return load_workdir(path)
-  raise FileNotFoundError(f'{path} is neither an exported artifact (no artifact.json) nor a '
+  raise errors.MissingData(f'{path} is neither an exported artifact (no artifact.json) nor a '
                           'training workdir (no config.json)')
 
 
@@ -49,14 +50,15 @@ def load_workdir(workdir: str) -> Model:
   config = workdir_config(workdir)
   where = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(where) or not os.listdir(where):
-    raise FileNotFoundError(f'No checkpoint in {where}')
+    raise errors.MissingData(f'No checkpoint in {where}: train there first, or give another '
+                             '--model')
   mesh = train.make_mesh(jax.devices()[:1])
   built = train.build(config, mesh)
   model, abstract = built.model, built.abstract_state
   state, at = checkpoint.restore_latest(checkpoint.manager(workdir, config.keep_checkpoints),
                                         abstract)
   if state is None:
-    raise FileNotFoundError(f'No readable checkpoint in {where}')
+    raise errors.MissingData(f'No readable checkpoint in {where}')
   variables = jax.device_get(state.variables)
   crop, sigma = crops.from_config(config.data), config.targets.center_sigma
 

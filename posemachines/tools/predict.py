@@ -45,6 +45,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
+from posemachines.core import errors
 from posemachines.evaluation import inference
 from posemachines.core import drawing, errors, images
 from posemachines.codec import keypoints
@@ -87,6 +88,27 @@ def collect_inputs(paths):
         seen.add(real)
         out.append(item)
   return out
+
+
+VIDEO_EXTRA = ('needs imageio with its ffmpeg plugin: pip install "posemachines[video]" (in a '
+               'checkout: pip install -e ".[video]"); GIFs work without it')
+
+
+def _video_reader():
+  """imageio.v3 with its ffmpeg plugin, or None when the "video" extra is not installed."""
+  try:
+    import imageio.v3 as iio
+    import imageio_ffmpeg  # noqa: F401  (the plugin imageio reads .mp4 and others with)
+  except ImportError:
+    return None
+  return iio
+
+
+def check_video_support(inputs) -> None:
+  """Before any work: videos other than GIFs need the "video" extra (all of them named)."""
+  videos = [p for p, kind in inputs if kind == 'video' and not p.lower().endswith('.gif')]
+  if videos and _video_reader() is None:
+    raise errors.MissingData(f'{", ".join(videos)}: reading this video format {VIDEO_EXTRA}')
 
 
 def _name_parts(path):
@@ -138,12 +160,9 @@ def read_video(path: str):
         return np.stack(frames), im.info.get('duration', 100) / 1000.0
     except Exception as e:
       raise errors.BadFile(f'{path} is not a readable GIF: {e}') from e
-  try:
-    import imageio.v3 as iio
-  except ImportError:
-    raise errors.MissingData(
-        f'{path}: reading this video format needs imageio with its ffmpeg plugin (pip install '
-        'imageio imageio-ffmpeg, or the "video" extra); GIFs work without it') from None
+  iio = _video_reader()
+  if iio is None:
+    raise errors.MissingData(f'{path}: reading this video format {VIDEO_EXTRA}')
   try:
     meta = iio.immeta(path)
     frames = np.asarray(iio.imread(path))
