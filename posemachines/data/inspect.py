@@ -77,6 +77,13 @@ def samples(config, split: str, num: int, augment: bool = True, seed: int = 0,
 
 
 def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 100) -> None:
+  fig = grid_figure(config, crops, title)
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
+
+
+def grid_figure(config, crops: list[dict], title: str = ""):
+  """The crops (skeleton and other people) beside their target belief maps, four per row."""
   skel = skeleton.get(config.data.parts)
   h, w = crop_sizes.size_hw(crop_sizes.from_config(config.data))
   map_h, map_w = h // STRIDE, w // STRIDE
@@ -113,8 +120,7 @@ def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 
   fig.suptitle(title or 'left parts blue, right red; occluded parts circled; others yellow',
                fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=dpi)
-  plt.close(fig)
+  return fig
 
 
 def main(argv):
