@@ -195,9 +195,6 @@ def main(argv):
   model = loading.load(fl.model)
   config = ml_collections.ConfigDict(model.config)
   with config.unlocked():
-    for field, default in (('annotations', ''), ('image_dir', ''), ('validation_fraction', 0.0)):
-      if field not in config.data:   # configs saved before these fields were declared
-        config.data[field] = default
     if fl.dataset:
       config.data.dataset = fl.dataset
       config.data.eval_dataset = fl.dataset

@@ -65,15 +65,20 @@ def test_every_experiment_is_found():
 # ------------------------------------------------------------------------------ code paths --
 
 def _small(config):
-  """The same fields at a crop small enough to initialise in a moment on a CPU."""
-  return overrides.derive(config, **{'data.crop_size': min(config.data.crop_size, 64)})
+  """The same fields at a crop small enough to initialise in a moment on a CPU (rectangular
+  crops keep their aspect)."""
+  h = min(config.data.crop_size, 64)
+  w = config.data.crop_width and int(round(config.data.crop_width * h / config.data.crop_size))
+  return overrides.derive(config, **{'data.crop_size': h, 'data.crop_width': w})
 
 
 def _batch(config, batch_size: int = 2):
   from posemachines.core import skeleton
-  s, p, k = config.data.crop_size, skeleton.get(config.data.parts).num_parts, config.data.max_others
+  from posemachines.core import crops
+  h, w = crops.size_hw(crops.from_config(config.data))
+  p, k = skeleton.get(config.data.parts).num_parts, config.data.max_others
   f = lambda *shape: jnp.zeros(shape, jnp.float32)
-  return {'image': jnp.zeros((batch_size, s, s, 3), jnp.uint8), 'keypoints': f(batch_size, p, 3),
+  return {'image': jnp.zeros((batch_size, h, w, 3), jnp.uint8), 'keypoints': f(batch_size, p, 3),
           'visible': f(batch_size, p), 'others': f(batch_size, k, p, 3),
           'crop_to_image': f(batch_size, 2, 3), 'joints': f(batch_size, p, 3),
           'norm': jnp.ones((batch_size,)), 'index': jnp.zeros((batch_size,), jnp.int32)}
@@ -105,9 +110,10 @@ def test_code_paths_read_only_declared_fields(name):
       assert schemes.phases(config, scheme)
   # What loop.build makes, traced only (no compilation): the optimizer from config.optim and
   # the train and eval steps, through the objectives and the loss.
-  crop = config.data.crop_size
+  from posemachines.core import crops
+  h, w = crops.size_hw(crops.from_config(config.data))
   params, model_state = step.split_variables(jax.eval_shape(
-      model.init, jax.random.key(0), jnp.zeros((1, crop, crop, 3)), jnp.zeros((1, crop, crop, 1))))
+      model.init, jax.random.key(0), jnp.zeros((1, h, w, 3)), jnp.zeros((1, h, w, 1))))
   tx, _ = optim.make(config.optim, params, config.num_train_steps, config.frozen)
   state = step.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                           opt_state=jax.eval_shape(tx.init, params), model_state=model_state)
@@ -148,31 +154,76 @@ def _root_and_chain(node):
   return (node.id if isinstance(node, ast.Name) else None), chain[::-1]
 
 
+def _bindings(func):
+  """name -> list of the values bound to it in ``func`` (None for loop and comprehension
+  targets, parameters other than config and base, and other bindings)."""
+  out = {}
+  args = func.args.posonlyargs + func.args.args + func.args.kwonlyargs
+  for a in args:
+    out.setdefault(a.arg, []).append('config' if a.arg in CONFIG_NAMES else None)
+  for node in ast.walk(func):
+    if isinstance(node, ast.Assign):
+      for target in node.targets:
+        if isinstance(target, ast.Name):
+          out.setdefault(target.id, []).append(node.value)
+        else:
+          for n in ast.walk(target):
+            if isinstance(n, ast.Name):
+              out.setdefault(n.id, []).append(None)
+    elif isinstance(node, (ast.For, ast.comprehension, ast.With, ast.NamedExpr, ast.AugAssign,
+                           ast.AnnAssign)):
+      targets = [node.target] if hasattr(node, 'target') else [
+          i.optional_vars for i in node.items if i.optional_vars is not None]
+      for target in targets:
+        for n in ast.walk(target):
+          if isinstance(n, ast.Name):
+            out.setdefault(n.id, []).append(None)
+  return out
+
+
+SECTIONS = ('data', 'model', 'targets', 'loss', 'optim', 'gradients', 'schemes')
+
+
+def _config_chain(value, configs_here):
+  """The section chain a bound value is, when it is a config or a section of one, else None."""
+  if value == 'config':
+    return []
+  if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and \
+      value.func.attr == 'copy_and_resolve_references':
+    value = value.func.value
+  root, chain = _root_and_chain(value)
+  if root in configs_here and all(c in SECTIONS for c in chain):
+    return configs_here[root] + chain
+  return None
+
+
 def config_reads(tree) -> list[tuple[list[str], int]]:
-  """Attribute chains read from configs: ``config.a.b``, and through local aliases
-  (``data = config.data`` then ``data.x``; ``cfg = config.copy_and_resolve_references()``)."""
-  aliases = {}
-  for node in ast.walk(tree):
-    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
-        node.targets[0], ast.Name):
-      value = node.value
-      if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and \
-          value.func.attr == 'copy_and_resolve_references':
-        value = value.func.value
-      root, chain = _root_and_chain(value)
-      if root in CONFIG_NAMES and all(c in ('data', 'model', 'targets', 'loss', 'optim',
-                                            'gradients', 'schemes') for c in chain):
-        aliases[node.targets[0].id] = chain
-  parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+  """Attribute chains read from configs inside functions: ``config.a.b`` where ``config`` (or
+  ``base``) is a parameter, and through local aliases (``data = config.data`` then ``data.x``;
+  ``cfg = config.copy_and_resolve_references()``). A name bound to anything else in the same
+  function (a loop variable, a builder config) is not a config there."""
   reads = []
-  for node in ast.walk(tree):
-    if not isinstance(node, ast.Attribute) or isinstance(parents.get(node), ast.Attribute):
-      continue
-    root, chain = _root_and_chain(node)
-    if root in CONFIG_NAMES:
-      reads.append((chain, node.lineno))
-    elif root in aliases:
-      reads.append((aliases[root] + chain, node.lineno))
+  funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+  for func in funcs:
+    bindings = _bindings(func)
+    configs_here = {name: [] for name in CONFIG_NAMES
+                    if all(v == 'config' for v in bindings.get(name, ['config']))}
+    for _ in range(3):  # aliases of aliases
+      for name, values in bindings.items():
+        chains = [_config_chain(v, configs_here) for v in values]
+        if chains and all(c is not None for c in chains) and len({tuple(c) for c in chains}) == 1:
+          configs_here[name] = chains[0]
+    inner = {id(n) for f in ast.walk(func) if f is not func and isinstance(
+        f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
+    parents = {child: parent for parent in ast.walk(func)
+               for child in ast.iter_child_nodes(parent)}
+    for node in ast.walk(func):
+      if id(node) in inner or not isinstance(node, ast.Attribute) or isinstance(
+          parents.get(node), ast.Attribute):
+        continue
+      root, chain = _root_and_chain(node)
+      if root in configs_here:
+        reads.append((configs_here[root] + chain, node.lineno))
   return reads
 
 
@@ -203,11 +254,29 @@ def test_every_field_read_in_the_code_is_declared():
 
 def test_the_scan_sees_the_reads_it_checks():
   tree = ast.parse('def f(config):\n  data = config.data\n  return data.crop_size + '
-                   'config.model.num_stages + config.nope\n')
+                   'config.model.num_stages + config.nope\n'
+                   'def g(config):\n  m = config.model\n  return [m.x for m in y]\n'
+                   'def h(builder):\n  config = builder.config\n  return config.padding\n')
   chains = {'.'.join(c) for c, _ in config_reads(tree)}
   assert {'data.crop_size', 'model.num_stages', 'nope'} <= chains
+  assert not {'model.x', 'padding'} & chains
   assert not resolves(configs.cpm_small(), ['nope'])
   assert resolves(configs.cpm_small(), ['data', 'parts', 'split'])
+
+
+SECTION_PARAMETERS = {'cfg', 'data', 'model_cfg', 'targets', 'loss', 'optim'}
+
+
+def _declared() -> set[str]:
+  names = set()
+  for c in (configs.cpm_release(), configs.recurrent_paper()):
+    for section in c.values():
+      if isinstance(section, ml_collections.ConfigDict):
+        names |= set(section.keys())
+  return names
+
+
+DECLARED = _declared()
 
 
 def test_no_optional_reads_of_config_fields():
@@ -216,6 +285,15 @@ def test_no_optional_reads_of_config_fields():
   found = []
   for path in _sources():
     tree = ast.parse(open(path).read())
+    found += [f'{os.path.relpath(path, ROOT)}:{line}: .get' for chain, line in config_reads(tree)
+              if chain and chain[-1] == 'get']   # through aliases: data = config.data; data.get
+    for node in ast.walk(tree):   # a section handed over as a parameter: data.get('crop_width')
+      if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+          node.func.attr == 'get' and isinstance(node.func.value, ast.Name) and \
+          node.func.value.id in SECTION_PARAMETERS and node.args and \
+          isinstance(node.args[0], ast.Constant) and node.args[0].value in DECLARED:
+        found.append(f'{os.path.relpath(path, ROOT)}:{node.lineno}: {node.func.value.id}.get('
+                     f'{node.args[0].value!r})')
     for node in ast.walk(tree):
       where = f'{os.path.relpath(path, ROOT)}:{getattr(node, "lineno", "?")}'
       if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
@@ -330,3 +408,18 @@ def test_train_records_gradients_on_the_default_config(tfds_dir, tmp_path):
   assert list(record['steps']) == [0, 2]
   assert record['layers'] and all(np.isfinite(v).all() for v in record['values'].values())
   assert 'PCKh@0.5 (%) per output: stage 1' in run.stdout
+
+
+def test_configs_saved_before_a_field_was_declared_are_upgraded():
+  """A workdir's config.json from an earlier version lacks fields declared since: loading fills
+  them in at their defaults, so the strict reads above work on it."""
+  from posemachines import models
+  saved = configs.cpm_small().to_dict()
+  del saved['model']['batch_norm'], saved['data']['annotations'], saved['gradients']
+  config = configs.upgrade(saved)
+  assert config.model.batch_norm is False and config.data.annotations == ''
+  assert config.gradients.every_steps == 0 and config.model.num_stages == 3
+  assert models.output_names(config) == ['stage 1', 'stage 2', 'stage 3']
+  recurrent = configs.recurrent_small().to_dict()
+  del recurrent['loss']['occlusion']
+  assert configs.upgrade(recurrent).loss.occlusion == 'include'

@@ -124,6 +124,8 @@ def tiny_config_flags(config_name: str) -> list[str]:
   else:
     model = [narrow('widths'), '--config.model.num_iterations=1']
   data = TINY_SYNTHETIC if 'synthetic_people' in c.data.dataset else []
+  if c.data.crop_width:  # a rectangular crop keeps its aspect
+    data = data + [f'--config.data.crop_width={round(c.data.crop_width * 48 / c.data.crop_size)}']
   return model + data + TINY_STEPS
 
 
@@ -146,6 +148,7 @@ class Rule:
   trains: str | None = None              # the default config it trains (tiny settings added)
   skip: str | None = None                # why it is not run here
   needs: tuple = ()                      # files earlier commands must have written
+  needs_flags: tuple = ()                # ... and the values of these flags (e.g. --model)
   check: tuple = ()                      # files a skipped command needs, checked
   adapt: object = None                   # argv, sandbox -> argv (after the above)
   expect: object = None                  # checks of the finished command's output
@@ -207,13 +210,12 @@ RULES = [
     Rule('python -m posemachines.data.benchmark',
          append=('--seconds=0.2', '--num_examples=4', '--batch_size=2', '--crop_size=96')),
     Rule('python -m posemachines.evaluate --model', append=EVAL_SMALL,
-         replace={'ART': 'workdirs/default'}, needs=('workdirs/default',)),
+         replace={'ART': 'workdirs/default'}, needs_flags=('model',)),
     Rule('python -m posemachines.evaluate --annotations',
          replace={'GT.mat': 'mat/annotations.mat', 'PRED.mat': 'mat/predictions.mat'},
          needs=('mat/annotations.mat',)),
-    Rule('python -m posemachines.export', needs=('workdirs/default',)),
-    Rule('python -m posemachines.predict', append=('--scales=1.0',),
-         needs=('artifacts/default',)),
+    Rule('python -m posemachines.export', needs_flags=('workdir',)),
+    Rule('python -m posemachines.predict', append=('--scales=1.0',), needs_flags=('model',)),
     Rule('python -m posemachines.summary'),
     Rule('python -m posemachines.benchmark', append=('--steps=1', '--warmup=0', '--batch_size=2'),
          trains='default'),
@@ -306,7 +308,7 @@ class Sandbox:
 
   def __init__(self, root: str):
     self.root = root
-    for name in ('experiments', 'launch'):
+    for name in ('experiments', 'launch', 'tests'):
       os.symlink(os.path.join(ROOT, name), os.path.join(root, name))
     self.manual = _manual_dir(os.path.join(root, 'fixtures'))
     _photos(root)
@@ -335,13 +337,14 @@ class Sandbox:
     if command in self.done:
       return self.done[command]
     rule = rule_for(command)
-    for need in rule.needs:
+    argv = self.argv(command, rule)
+    needs = list(rule.needs) + [v for v in (_flag(argv, f) for f in rule.needs_flags) if v]
+    for need in needs:
       if not os.path.exists(os.path.join(self.root, need)) or need.endswith('.py'):
         producer = _producer(need, command)
         assert producer is not None, f'no README command before line {command.line} writes {need}'
         result = self.run(producer)
         assert result.returncode == 0, f'{producer.text} failed, needed for {command.text}'
-    argv = self.argv(command, rule)
     result = subprocess.run(argv, cwd=self.root, env=self.env, capture_output=True, text=True,
                             timeout=rule.timeout)
     self.done[command] = result

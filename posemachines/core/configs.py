@@ -168,3 +168,25 @@ def recurrent_small() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 250
   c.eval_batch_size = 50
   return c
+
+
+def upgrade(saved) -> ml_collections.ConfigDict:
+  """A config saved by an earlier version (a workdir's config.json, an artifact's), with every
+  field declared since then added at its default, so that the code reads every field as an
+  attribute. Fields the saved config has are kept as saved."""
+  saved = ml_collections.ConfigDict(saved.to_dict() if isinstance(
+      saved, ml_collections.ConfigDict) else dict(saved))
+  model = saved.model.name if 'model' in saved and 'name' in saved.model else 'cpm'
+  defaults = recurrent_paper() if model == 'recurrent' else cpm_release()
+
+  def fill(into, source):
+    for key, value in source.items():
+      if key not in into:
+        into[key] = value
+      elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+          into[key], ml_collections.ConfigDict):
+        fill(into[key], value)
+
+  with saved.unlocked():
+    fill(saved, defaults)
+  return saved

@@ -75,14 +75,14 @@ def get_builder(config, name: str | None = None):
                              seed=data.synthetic_seed)
   if name == 'json_people':
     from posemachines.data import json_people
-    annotations = data.get('annotations', '')
+    annotations = data.annotations
     if not annotations:
       raise errors.BadFlag(
           'json_people needs its annotation file (a JSON list of person records): '
           '--config.data.annotations=FILE for train, --annotations=FILE for evaluate')
     return json_people.builder(annotations, data_dir(config),
-                               image_dir=data.get('image_dir', '') or None,
-                               validation_fraction=data.get('validation_fraction', 0.0))
+                               image_dir=data.image_dir or None,
+                               validation_fraction=data.validation_fraction)
   if name == 'mpii':
     from posemachines.data import mpii
     return mpii.builder(data_dir(config), manual_dir,

@@ -221,12 +221,13 @@ def _json(value) -> str:
 def box_location(model: inference.Model):
   """How a box [x1, y1, x2, y2] becomes (centre, scale) for ``model``: as the coco builder does
   for a model evaluated on COCO, else None (the box's centre and larger side / 200)."""
-  data = (model.config or {}).get('data', {})
-  dataset = data.get('eval_dataset') or str(data.get('dataset', '')).split('+')[0]
+  import ml_collections
+  data = ml_collections.ConfigDict(model.config).data  # every field declared (configs.upgrade)
+  dataset = data.eval_dataset or str(data.dataset).split('+')[0]
   if dataset != 'coco':
     return None
-  aspect = data.get('coco_aspect_ratio') or coco.ASPECT_RATIO
-  padding = data.get('coco_padding') or coco.PADDING
+  aspect = data.coco_aspect_ratio or coco.ASPECT_RATIO
+  padding = data.coco_padding or coco.PADDING
   return lambda x1, y1, x2, y2: coco.box_center_scale((x1, y1, x2 - x1, y2 - y1), aspect, padding)
 
 
