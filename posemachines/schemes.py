@@ -12,7 +12,8 @@ from posemachines.training import schemes as schemes_lib
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   for name, result in schemes_lib.run(flags.FLAGS.config, flags.FLAGS.workdir):
     print(f'{name}: {loop.format_eval(result)}')
 

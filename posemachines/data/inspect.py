@@ -95,7 +95,7 @@ def grid_figure(config, crops: list[dict], title: str = ""):
   for i, ex in enumerate(crops):
     left, right = axes[i // 4, 2 * (i % 4)], axes[i // 4, 2 * (i % 4) + 1]
     kp, others = ex['keypoints'], ex['others']
-    left.imshow(ex['image'], extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+    left.imshow(ex['image'], extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     for person in others:
       ok = person[:, 2] > 0
       left.scatter(person[ok, 0], person[ok, 1], s=4, c='yellow')
@@ -105,8 +105,8 @@ def grid_figure(config, crops: list[dict], title: str = ""):
                  linewidths=1.0, zorder=4)
     # The axes are the crop: parts outside it (other people's, or the person's own beyond the
     # border) are not drawn and do not widen the axes, which would shrink the crop.
-    left.set_xlim(-0.5, size - 0.5)
-    left.set_ylim(size - 0.5, -0.5)
+    left.set_xlim(-0.5, w - 0.5)
+    left.set_ylim(h - 0.5, -0.5)
     left.set_title(f"{ex['dataset']} #{i}", fontsize=8)
     beliefs = np.asarray(targets.belief_maps(jnp.asarray(kp), map_h, map_w, STRIDE,
                                              config.targets.sigma, others=jnp.asarray(others)))

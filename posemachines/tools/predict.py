@@ -45,7 +45,6 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageSequence
 
-from posemachines.core import errors
 from posemachines.evaluation import inference
 from posemachines.core import drawing, errors, images
 from posemachines.codec import keypoints
