@@ -110,9 +110,9 @@ def test_usage_mistakes(tmp_path):
   assert run.returncode == errors.EXIT_USER_ERROR
   assert "no experiment named 'nonesuch'" in run.stderr and 'cpm_mpii' in run.stderr
   assert len(run.stderr.strip().splitlines()) == 1
-  line = one_line_error(cli(['-m', 'posemachines.evaluate', '--annotations=a.mat']),
+  line = one_line_error(cli(['-m', 'posemachines.evaluate', '--predictions=a.mat']),
                         'posemachines.evaluate')
-  assert '--annotations and --predictions go together' in line
+  assert '--predictions needs --annotations' in line
   line = one_line_error(cli(['-m', 'posemachines.evaluate', f'--model={tmp_path}/none']),
                         'posemachines.evaluate')
   assert 'neither an exported artifact' in line
