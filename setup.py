@@ -7,7 +7,12 @@ setup(
     description='Convolutional Pose Machines and Recurrent Human Pose Estimation in JAX/Flax',
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
-    packages=find_packages(include=['posemachines', 'posemachines.*']),
+    # experiments/ (the configs and the analyses' scripts) stays a top-level folder of the
+    # checkout and is installed as posemachines.experiments, so that --config=NAME finds its
+    # configs from any directory.
+    packages=find_packages(include=['posemachines', 'posemachines.*']) + [
+        'posemachines.experiments'],
+    package_dir={'posemachines.experiments': 'experiments'},
     package_data={'posemachines.data': ['*.json']},
     python_requires='>=3.10',
     install_requires=[

@@ -8,17 +8,19 @@ gradients.png (rows: with / without intermediate supervision; columns: layers fr
 a curve per recording), gradient_spread.png, and gradients.md with the standard deviations and
 their ratios at the first and last recordings.
 """
-from absl import app, flags
+from absl import flags
 
 from posemachines.analyses import runner as analyses
+from posemachines.core import errors, logs
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   analyses.gradient_histograms(flags.FLAGS.config, flags.FLAGS.workdir,
                                analyses.runs_from_flags('gradients', 2))
 
 
 if __name__ == '__main__':
   analyses.define_flags()
-  app.run(main)
+  logs.run(main, 'experiments/gradients.py')

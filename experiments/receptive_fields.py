@@ -8,15 +8,17 @@ of the other non-1x1 convs; the widths are then scaled so the model has about as
 as the base config, whose own joint run is the first row. Receptive fields come from posemachines.summary. Writes
 receptive_fields.{md,json,png} into --workdir; finished runs are skipped.
 """
-from absl import app, flags
+from absl import flags
 
 from posemachines.analyses import runner as analyses
+from posemachines.core import errors, logs
 
 flags.DEFINE_list('kernels', ['3:1', '3:3', '7:7'], 'TRUNK:STAGE kernel sizes.')
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   kernels = [tuple(int(k) for k in pair.split(':')) for pair in flags.FLAGS.kernels]
   analyses.receptive_fields(flags.FLAGS.config, flags.FLAGS.workdir,
                             analyses.runs_from_flags('receptive_fields', len(kernels) + 1), kernels)
@@ -24,4 +26,4 @@ def main(argv):
 
 if __name__ == '__main__':
   analyses.define_flags()
-  app.run(main)
+  logs.run(main, 'experiments/receptive_fields.py')

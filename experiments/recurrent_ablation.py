@@ -23,11 +23,12 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 import ml_collections
 import numpy as np
 
-from posemachines.core import config_files
+from posemachines import models
+from posemachines.core import config_files, errors, logs
 from posemachines.training import loop as train
 from posemachines.training import runs as runs_lib
 from posemachines.evaluation import visibility
@@ -37,7 +38,8 @@ DEFAULT_STEPS = 200
 
 
 def define_flags():
-  config_files.define_config_flag('recurrent_synthetic', lock=False)
+  config_files.define_config_flag('recurrent_synthetic', lock=False,
+                                  help_text='Base config of every variant')
   flags.DEFINE_string('workdir', 'workdirs/recurrent_ablation', 'Runs, table and figure.')
   flags.DEFINE_integer('steps', DEFAULT_STEPS, 'Training steps per variant.')
 
@@ -87,7 +89,7 @@ def _pct(x):
 
 def table(base, steps: int, summaries) -> list[str]:
   n_out = len(summaries[0]['pckh'])
-  outputs = ['feed-forward'] + [f'iteration {i}' for i in range(1, n_out)]
+  outputs = models.output_names(base)
   vis = summaries[0]['visibility'] or {}
   lines = [
       '# Recurrent pose model: iterations, limb heatmaps, occlusion modes', '',
@@ -113,13 +115,13 @@ def table(base, steps: int, summaries) -> list[str]:
   return lines
 
 
-def figure(summaries, scores, path: str):
+def figure(base, summaries, scores, path: str):
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
   n_out = len(summaries[0]['pckh'])
-  ticks = ['feed-forward'] + [f'iteration {i}' for i in range(1, n_out)]
+  ticks = models.output_names(base)
   for s in summaries:
     left.plot(range(n_out), [100 * p for p in s['pckh']], marker='o', label=s['name'])
   left.set_xticks(range(n_out), ticks)
@@ -146,10 +148,10 @@ def figure(summaries, scores, path: str):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   base, workdir, steps = flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.steps
   if base.model.name != 'recurrent':
-    raise app.UsageError(f'--config must configure the recurrent model, not {base.model.name!r}')
+    raise errors.BadFlag(f'--config must configure the recurrent model, not {base.model.name!r}')
   os.makedirs(workdir, exist_ok=True)
   summaries, scores = [], {}
   runs = runs_lib.Runs(workdir, len(VARIANTS), 'ablation')
@@ -162,11 +164,11 @@ def main(argv):
     f.write('\n'.join(lines) + '\n')
   with open(os.path.join(workdir, 'ablation.json'), 'w') as f:
     json.dump(summaries, f, indent=2)
-  figure(summaries, scores, os.path.join(workdir, 'ablation.png'))
+  figure(base, summaries, scores, os.path.join(workdir, 'ablation.png'))
   print('\n'.join(lines))
   print(f'Wrote {workdir}/ablation.md, ablation.json and ablation.png')
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  logs.run(main, 'experiments/recurrent_ablation.py')

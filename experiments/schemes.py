@@ -11,16 +11,18 @@ Stage-wise + fine-tuning makes more updates than the others, so the joint scheme
 with that many steps. Writes schemes.md, schemes.json and schemes.png into --workdir; finished
 runs are skipped.
 """
-from absl import app, flags
+from absl import flags
 
 from posemachines.analyses import runner as analyses
+from posemachines.core import errors, logs
 from posemachines.training import schemes
 
 flags.DEFINE_list('schemes', list(schemes.SCHEMES), 'Schemes to train.')
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   which = flags.FLAGS.schemes
   config = flags.FLAGS.config
   total = sum(len(schemes.phases(config, s)) for s in which) + ('joint' in which)
@@ -30,4 +32,4 @@ def main(argv):
 
 if __name__ == '__main__':
   analyses.define_flags()
-  app.run(main)
+  logs.run(main, 'experiments/schemes.py')

@@ -6,7 +6,9 @@
 Process i gets JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT, JAX_NUM_PROCESSES=N, JAX_PROCESS_ID=i,
 JAX_PLATFORMS=cpu and --xla_force_host_platform_device_count=D in XLA_FLAGS, so
 posemachines.train connects the processes with jax.distributed and trains over N x D devices
-(cross-process collectives use gloo). SIGTERM or SIGINT to the launcher is passed on to every
+(cross-process collectives use gloo). Process 0's output comes as a single process would write
+it; every other process's lines are prefixed with "[process i]" (or, with --log_dir, each
+process writes process_i.log). SIGTERM or SIGINT to the launcher is passed on to every
 process. When one process fails, the others are stopped (SIGTERM, then SIGKILL after --grace
 seconds), since they would otherwise wait in their next collective. The exit status is 0 when
 every process exits 0, else that of the first to fail (128 + N for a process killed by signal N).
@@ -19,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -40,21 +43,42 @@ def process_env(process_id: int, num_processes: int, devices_per_process: int, p
   return env
 
 
+_OUTPUT_LOCK = threading.Lock()
+
+
+def _prefix_lines(stream, prefix: str, out) -> None:
+  """Copies ``stream``'s lines to ``out``, each after ``prefix`` (until the stream ends); whole
+  lines, so that the processes' lines never run into each other."""
+  for line in iter(stream.readline, b''):
+    with _OUTPUT_LOCK:
+      out.write(prefix.encode() + line)
+      out.flush()
+  stream.close()
+
+
 def start(cmd, num_processes: int, devices_per_process: int = 1, log_dir: str | None = None,
           env=None) -> list[subprocess.Popen]:
-  """Starts ``cmd`` as processes 0..N-1; with ``log_dir``, process i writes process_i.log."""
+  """Starts ``cmd`` as processes 0..N-1; with ``log_dir``, process i writes process_i.log,
+  else the processes' output comes here line by line: process 0's as it is (its stderr, with
+  the progress bar, straight to this terminal), the others' (stdout and stderr) prefixed
+  "[process i] "."""
   port = free_port()
   procs = []
   for i in range(num_processes):
-    out = None
+    stdout, stderr = subprocess.PIPE, (subprocess.STDOUT if i > 0 else None)
     if log_dir:
       os.makedirs(log_dir, exist_ok=True)
-      out = open(os.path.join(log_dir, f'process_{i}.log'), 'w')
+      stdout, stderr = open(os.path.join(log_dir, f'process_{i}.log'), 'w'), subprocess.STDOUT
     procs.append(subprocess.Popen(
         cmd, env=process_env(i, num_processes, devices_per_process, port, env),
-        stdout=out, stderr=subprocess.STDOUT if out else None))
-    if out:
-      out.close()
+        stdout=stdout, stderr=stderr))
+    if stdout is subprocess.PIPE:
+      prefix = f'[process {i}] ' if i > 0 else ''
+      procs[-1].prefixer = threading.Thread(
+          target=_prefix_lines, args=(procs[-1].stdout, prefix, sys.stdout.buffer), daemon=True)
+      procs[-1].prefixer.start()
+    else:
+      stdout.close()
   return procs
 
 
@@ -81,6 +105,9 @@ def wait(procs, grace: float = 10.0, poll: float = 0.2) -> int:
     elif time.time() > deadline:
       signal_all(procs, signal.SIGKILL)
     if all(c is not None for c in codes):
+      for p in procs:  # the last prefixed lines
+        if getattr(p, 'prefixer', None) is not None:
+          p.prefixer.join(timeout=5)
       return exit_status(failed) if failed is not None else 0
     time.sleep(poll)
 

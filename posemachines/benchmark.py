@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from posemachines.core import config_files, errors
+from posemachines.core import config_files, errors, logs
 from posemachines.tools import benchmark as benchmark_lib
 
 
@@ -31,7 +31,7 @@ def _define_flags() -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   fl = flags.FLAGS
   args = (fl.config, fl.batch_size, fl.steps, fl.warmup)
   try:
@@ -48,4 +48,4 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(errors.exit_on_user_error(main, 'posemachines.benchmark'))
+  logs.run(main, 'posemachines.benchmark')

@@ -9,9 +9,9 @@ posemachines/tools/convert_caffe.py.
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from posemachines.core import errors
+from posemachines.core import errors, logs
 from posemachines.tools import convert_caffe as convert_lib
 
 
@@ -29,7 +29,7 @@ def define_flags():
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   fl = flags.FLAGS
   out = convert_lib.convert(fl.prototxt, fl.caffemodel, fl.output, fl.config, fl.workdir,
                             fl.platforms)
@@ -44,4 +44,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(errors.exit_on_user_error(main, 'posemachines.convert_caffe'))
+  logs.run(main, 'posemachines.convert_caffe')

@@ -19,10 +19,10 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from posemachines.core import errors, validate
-from posemachines.data import registry
+from posemachines.core import errors, logs, validate
+from posemachines.data import manual, registry
 from posemachines.evaluation import benchmark_files, coco_eval, metrics
 from posemachines.tools import loading
 from posemachines.evaluation import runner
@@ -200,7 +200,7 @@ def _check_flags(fl):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   fl = flags.FLAGS
   if fl.predictions:
     if not fl.annotations:
@@ -212,15 +212,12 @@ def main(argv):
   if not fl.model:
     if fl.json_people:
       raise errors.BadFlag('--json_people evaluates a model: give --model=ARTIFACT_OR_WORKDIR')
-    raise app.UsageError('Give --model=ARTIFACT_OR_WORKDIR, or --annotations and --predictions')
+    raise errors.BadFlag('Give --model=ARTIFACT_OR_WORKDIR, or --annotations and --predictions')
   _check_flags(fl)
   import ml_collections
   model = loading.load(fl.model)
   config = ml_collections.ConfigDict(model.config)
   with config.unlocked():
-    for field, default in (('annotations', ''), ('image_dir', ''), ('validation_fraction', 0.0)):
-      if field not in config.data:   # configs saved before these fields were declared
-        config.data[field] = default
     if fl.dataset:
       config.data.dataset = fl.dataset
       config.data.eval_dataset = fl.dataset
@@ -233,9 +230,10 @@ def main(argv):
   scales = [float(s) for s in fl.scales]
   if config.data.dataset == 'coco':
     return _evaluate_coco(fl, model, config, split, scales)
-  _check_split(config, split)
-  result, pred, truth, src = runner.run(model, config, split, scales, fl.flip, fl.table,
-                                        fl.num_examples, fl.batch_size, fl.grid_stride)
+  with manual.manual_dir_flag('--manual_dir'):  # a missing dataset names this command's flag
+    _check_split(config, split)
+    result, pred, truth, src = runner.run(model, config, split, scales, fl.flip, fl.table,
+                                          fl.num_examples, fl.batch_size, fl.grid_stride)
   out = fl.out or os.path.join(fl.model, f'eval_{result["dataset"]}_{split}')
   evaluate_lib.write_outputs(result, out)
   if fl.mat_dir:
@@ -270,4 +268,4 @@ def _evaluate_coco(fl, model, config, split, scales):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(errors.exit_on_user_error(main, 'posemachines.evaluate'))
+  logs.run(main, 'posemachines.evaluate')

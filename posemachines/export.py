@@ -4,9 +4,9 @@ Flags and the entry point; the work is done in posemachines/tools/export.py.
 """
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from posemachines.core import errors
+from posemachines.core import errors, logs
 from posemachines.tools import export as export_lib
 
 
@@ -20,7 +20,7 @@ def define_flags():
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   fl = flags.FLAGS
   out = export_lib.export(fl.workdir, fl.output, fl.platforms, fl.saved_model)
   logging.info('Exported %s', out)
@@ -29,4 +29,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(errors.exit_on_user_error(main, 'posemachines.export'))
+  logs.run(main, 'posemachines.export')

@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
-from posemachines.core import errors
+from posemachines.core import errors, logs
 from posemachines.evaluation import inference
 from posemachines.tools import loading
 from posemachines.tools import predict as predict_lib
@@ -57,14 +57,16 @@ def main(argv):
   fl = flags.FLAGS
   inputs = predict_lib.collect_inputs(argv[1:])
   if not inputs:
-    raise app.UsageError('Give images, folders or videos to predict on.')
+    raise errors.BadFlag('no images, folders or videos to predict on: name them after the '
+                         'flags (python -m posemachines.predict --model=DIR photo.jpg ...)')
+  predict_lib.check_video_support(inputs)
   names = predict_lib.output_names([path for path, _ in inputs])
   locations = predict_lib.read_locations(fl.locations)
   predict_lib.check_locations(inputs, locations, fl.locations)
   model = loading.load(fl.model)
   bad = [p for p in fl.stage_parts if p not in model.skeleton.parts]
   if bad:
-    raise app.UsageError(f'--stage_parts {bad} not in the model\'s parts {model.skeleton.parts}')
+    raise errors.BadFlag(f'--stage_parts {bad} not in the model\'s parts {model.skeleton.parts}')
   predictor = predict_lib.Predictor(model, [float(s) for s in fl.scales], fl.flip)
   os.makedirs(fl.out, exist_ok=True)
   skipped = []
@@ -94,4 +96,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(errors.exit_on_user_error(main, PROGRAM))
+  logs.run(main, PROGRAM)

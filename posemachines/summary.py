@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from posemachines.core import config_files, errors
+from posemachines.core import config_files, errors, logs
 from posemachines.tools import summary as summary_lib
 
 
@@ -21,7 +21,7 @@ def define_flags():
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   s = summary_lib.summarize(flags.FLAGS.config)
   if flags.FLAGS.json:
     sys.stdout.write(json.dumps(s) + '\n')
@@ -31,4 +31,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(errors.exit_on_user_error(main, 'posemachines.summary'))
+  logs.run(main, 'posemachines.summary')

@@ -6,6 +6,10 @@ import pytest
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'readme: runs the commands shown in README.md (slow-ish)')
+
+
 def tiny_config(data_dir: str, **overrides):
   """A 2-stage, narrow CPM on 48x48 crops of a tiny synthetic set: seconds per step on CPU."""
   from posemachines.core import configs

@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from posemachines import models
-from posemachines.core import overrides
+from posemachines.core import config_files, overrides
 from posemachines.training.runs import Runs, wall_time
 from posemachines.tools import abstract, receptive_field
 from posemachines.training import gradients, schemes
@@ -318,9 +318,8 @@ def receptive_fields(config, outdir: str, runs: Runs, kernels=((3, 1), (3, 3), (
 def define_flags():
   """--config (the base config), --workdir (tables, figures) and --runs_dir (training runs)."""
   from absl import flags
-  from ml_collections import config_flags
-  config_flags.DEFINE_config_file('config', 'experiments/analyses_cpu.py',
-                                  'Base config of every run.', lock_config=False)
+  config_files.define_config_flag('analyses_cpu', lock=False,
+                                  help_text='Base config of every run')
   flags.DEFINE_string('workdir', 'workdirs/analyses', 'Where the tables and figures go.')
   flags.DEFINE_string('runs_dir', '', 'Training runs (default: WORKDIR/runs); analyses that '
                       'share it share identical runs.')

@@ -16,19 +16,31 @@ DEFAULT = 'default'
 
 
 def experiments_dir() -> str:
-  """The experiments folder: installed as ``posemachines.experiments``, or beside the package."""
+  """The experiments folder: installed inside the package as ``posemachines.experiments``, or
+  ``experiments/`` beside the package in a checkout, or wherever an editable install maps it."""
+  package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  for d in (os.path.join(package, 'experiments'),
+            os.path.join(os.path.dirname(package), 'experiments')):
+    if os.path.isfile(os.path.join(d, f'{DEFAULT}.py')):
+      return d
   spec = importlib.util.find_spec('posemachines.experiments')
   if spec is not None and spec.submodule_search_locations:
     return list(spec.submodule_search_locations)[0]
-  return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-      __file__)))), 'experiments')
+  return os.path.join(os.path.dirname(package), 'experiments')
 
 
 def names() -> list[str]:
+  """The experiments' config names (files that define get_config)."""
   d = experiments_dir()
   if not os.path.isdir(d):
     return []
-  return sorted(f[:-3] for f in os.listdir(d) if f.endswith('.py') and not f.startswith('_'))
+  out = []
+  for f in sorted(os.listdir(d)):
+    if f.endswith('.py') and not f.startswith('_'):
+      with open(os.path.join(d, f)) as src:
+        if 'def get_config(' in src.read():
+          out.append(f[:-3])
+  return out
 
 
 def resolve(value: str) -> str:
@@ -56,14 +68,16 @@ def resolve_argv(argv: list[str], flag: str = 'config') -> list[str]:
   return out
 
 
-def define_config_flag(default: str = DEFAULT, flag: str = 'config', lock: bool = True):
-  """An absl config-file flag whose default and values may be experiment names."""
+def define_config_flag(default: str | None = DEFAULT, flag: str = 'config', lock: bool = True,
+                       help_text: str = 'Experiment config'):
+  """An absl config-file flag whose default and values may be experiment names
+  (``default`` None: no config unless the flag is given)."""
   from ml_collections import config_flags
   try:
     sys.argv[1:] = resolve_argv(sys.argv[1:], flag)
-    default_path = resolve(default)
+    default_path = resolve(default) if default else None
   except errors.BadFlag as e:
-    sys.exit(f'{os.path.basename(sys.argv[0])}: error: {e}')
-  config_flags.DEFINE_config_file(flag, default_path, 'Experiment config: a file, or the name '
-                                  f'of one in experiments/ ({", ".join(names())}).',
-                                  lock_config=lock)
+    print(f'{os.path.basename(sys.argv[0])}: error: {e}', file=sys.stderr)
+    sys.exit(errors.EXIT_USER_ERROR)
+  config_flags.DEFINE_config_file(flag, default_path, f'{help_text}: a file, or the name of one '
+                                  f'in experiments/ ({", ".join(names())}).', lock_config=lock)

@@ -23,7 +23,8 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       stage1_kernels=(5, 9, 1), stage1_widths=(32, 512, 512), stage1_dropout=(False, True, True),
       stage_feature_kernel=5, stage_feature_width=32,
       stage_kernels=(11, 11, 11, 1), stage_widths=(128, 128, 128, 128),
-      use_center_map=True, dropout_rate=0.5, weight_init='gaussian'))
+      use_center_map=True, dropout_rate=0.5, weight_init='gaussian',
+      batch_norm=False))             # BatchNorm after every convolution (the release has none)
   c.data = ml_collections.ConfigDict(dict(
       dataset='mpii', data_dir='', train_split='train', eval_split='validation',
       # Real datasets are read from the archives in manual_dir (default: tfds' manual dir,
@@ -171,3 +172,25 @@ def recurrent_small() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 250
   c.eval_batch_size = 50
   return c
+
+
+def upgrade(saved) -> ml_collections.ConfigDict:
+  """A config saved by an earlier version (a workdir's config.json, an artifact's), with every
+  field declared since then added at its default, so that the code reads every field as an
+  attribute. Fields the saved config has are kept as saved."""
+  saved = ml_collections.ConfigDict(saved.to_dict() if isinstance(
+      saved, ml_collections.ConfigDict) else dict(saved))
+  model = saved.model.name if 'model' in saved and 'name' in saved.model else 'cpm'
+  defaults = recurrent_paper() if model == 'recurrent' else cpm_release()
+
+  def fill(into, source):
+    for key, value in source.items():
+      if key not in into:
+        into[key] = value
+      elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+          into[key], ml_collections.ConfigDict):
+        fill(into[key], value)
+
+  with saved.unlocked():
+    fill(saved, defaults)
+  return saved

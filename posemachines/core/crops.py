@@ -18,7 +18,7 @@ def size_hw(crop) -> tuple[int, int]:
 def from_config(data) -> int | tuple[int, int]:
   """A config's ``data`` section -> its crop: ``crop_size`` for a square crop (``crop_width`` 0
   or equal), else (``crop_size``, ``crop_width``)."""
-  h, w = int(data.crop_size), int(data.get('crop_width', 0) or 0)
+  h, w = int(data.crop_size), int(data.crop_width or 0)
   if h <= 0 or w < 0:
     raise ValueError(f'config.data.crop_size {h} and crop_width {w} must be positive (width 0: '
                      'square)')

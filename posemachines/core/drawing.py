@@ -127,7 +127,8 @@ def limb_panel(image, limb_maps, target, path: str, stride: int, titles):
 
 def pck_curves(stage_tables, path: str, title: str = ''):
   """PCK curves in the papers' style: detection rate against normalised distance, one panel per
-  part group (and the mean), one line per stage; the legend gives each stage's headline value."""
+  part group (and the mean), one line per output of the model (each table's ``output`` name);
+  the legend gives each output's headline value."""
   curves = stage_tables[0]['curves']
   names = [k for k in curves if k != 'thresholds']
   names = (['Mean'] if 'Mean' in names else []) + [k for k in names if k != 'Mean']
@@ -141,8 +142,9 @@ def pck_curves(stage_tables, path: str, title: str = ''):
     for t, tab in enumerate(stage_tables):
       y = 100 * np.asarray(tab['curves'][name], np.float64)
       at = tab['row'].get(name, np.nan)
+      output = tab.get('output', f'stage {t + 1}')
       ax.plot(x, y, color=colours[t], lw=1.6,
-              label=f'stage {t + 1} ({100 * at:.1f})' if np.isfinite(at) else f'stage {t + 1}')
+              label=f'{output} ({100 * at:.1f})' if np.isfinite(at) else output)
     ax.set_title(name, fontsize=10)
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(0, 100)

@@ -20,13 +20,13 @@ import io
 import json
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 
 from posemachines.core import crops
+from posemachines.core import errors
 from posemachines.core import images
 from posemachines.data import cli
 from posemachines.data import decode
@@ -78,7 +78,7 @@ def examples_from_images(pattern: str, resize: str | None, parts: int = 16) -> l
                 'scale': np.float32(0.8 * h / 200), 'norm': np.float32(1.0),
                 'others': np.zeros((0, parts, 3), np.float32)})
   if not out:
-    raise ValueError(f'--images {pattern!r} matches no file')
+    raise errors.MissingData(f'--images {pattern!r} matches no file')
   return out
 
 
@@ -142,7 +142,8 @@ def format_result(r: dict) -> str:
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   fl = flags.FLAGS
   config = cli.config_from_flags()
   if fl.batch_size:
@@ -170,4 +171,4 @@ def _define_flags():
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  cli.run(main, 'posemachines.data.benchmark')

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from absl import flags
-from ml_collections import config_flags
 
-from posemachines.core import configs
+from posemachines.core import config_files, configs, logs
+from posemachines.data import manual
 
 
 def define_flags() -> None:
   """Defines --config, --dataset, --split, --data_dir, --manual_dir and --annotations."""
-  config_flags.DEFINE_config_file('config', None, 'Experiment config file (optional): its data '
-                                  'section is used, the flags below override it.',
-                                  lock_config=False)
+  config_files.define_config_flag(None, lock=False, help_text='Experiment config (optional: '
+                                  'its data section is used, the flags below override it)')
   flags.DEFINE_string('dataset', None, "Dataset name or mixture (e.g. 'mpii', "
                       "'mpii+lsp_extended'); default: the config's.")
   flags.DEFINE_string('split', 'train', 'Split to read.')
@@ -40,3 +39,14 @@ def config_from_flags():
     if fl.annotations:
       c.data.annotations = fl.annotations
   return c
+
+
+def run(main, program: str) -> None:
+  """Runs a data tool's ``main`` as every command runs (posemachines/core/logs.py); a missing
+  dataset names the tool's own ``--manual_dir`` flag."""
+
+  def wrapped(argv):
+    with manual.manual_dir_flag('--manual_dir'):
+      return main(argv)
+
+  logs.run(wrapped, program)

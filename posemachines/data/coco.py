@@ -359,6 +359,8 @@ class Coco(manual.ManualBuilder, skip_registration=True):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  DOWNLOAD = (f'download {ANNOTATION_ZIP} and val2017.zip (and train2017.zip to train) from '
+              'https://cocodataset.org/#download')
   BUILDER_CONFIGS = [
       CocoConfig(name='default', description='Boxes grown to 3 : 4 (256 x 192, 384 x 288 crops).'),
       CocoConfig(name='square', aspect_ratio=1.0, description='Boxes grown to 1 : 1.'),
@@ -391,9 +393,9 @@ class Coco(manual.ManualBuilder, skip_registration=True):
       if people:
         out[split] = self._generate_examples(people, *located)
     if not found:
-      raise FileNotFoundError(f'coco: no {annotation_file("train")} nor '
-                              f'{annotation_file("validation")} in {manual_dir} (or its coco/).\n'
-                              f'{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+      raise manual.MissingDataset([('coco', f'no {annotation_file("train")} nor '
+                                    f'{annotation_file("validation")} in {manual_dir} (or its '
+                                    f'coco/); {self.DOWNLOAD}')])
     if not out:
       raise ValueError(f'coco: no person can be used from {", ".join(found)}:\n'
                        f'{self._report.format()}')

@@ -141,6 +141,7 @@ class Flic(manual.ManualBuilder, skip_registration=True):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  DOWNLOAD = 'download FLIC.zip from https://bensapp.github.io/flic-dataset.html'
   # Named apart from tfds' own 'flic' configs ('small', 'full'), whose data differ.
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name='person_centric',
                                              description='Person-centric labels, 9 parts.')]
@@ -155,7 +156,7 @@ class Flic(manual.ManualBuilder, skip_registration=True):
   def _split_generators(self, dl_manager):
     self._archive, prefix = manual.locate(str(dl_manager.manual_dir), 'flic',
                                           ('FLIC.zip', 'FLIC-full.zip'), 'examples.mat',
-                                          MANUAL_DOWNLOAD_INSTRUCTIONS)
+                                          self.DOWNLOAD)
     where = self._archive.describe(prefix + 'examples.mat')
     examples = load(self._archive.read(prefix + 'examples.mat'), where)
     self._prefix = prefix + 'images/'

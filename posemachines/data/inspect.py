@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app
 from absl import flags
 import jax.numpy as jnp
 import matplotlib
@@ -24,13 +23,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from posemachines.core import crops as crop_sizes  # noqa: E402
-from posemachines.core import skeleton# noqa: E402
-from posemachines.codec import targets# noqa: E402
+from posemachines.core import errors, skeleton  # noqa: E402
+from posemachines.codec import targets  # noqa: E402
 from posemachines.data import cli  # noqa: E402
 from posemachines.data import manual  # noqa: E402
 from posemachines.data import pipeline  # noqa: E402
 from posemachines.data import registry  # noqa: E402
-from posemachines.core import drawing
+from posemachines.core import drawing  # noqa: E402
 
 STRIDE = 8
 
@@ -46,8 +45,7 @@ def stored_report(builder) -> str | None:
 def describe(config) -> list[str]:
   """Per dataset: its split sizes, native part order, metric and skip report."""
   lines = []
-  for name in registry.dataset_names(config):
-    b = registry.get_builder(config, name)
+  for name, b in registry.get_builders(config, registry.dataset_names(config)).items():
     sizes = ', '.join(f'{k} {v.num_examples}' for k, v in b.info.splits.items())
     lines.append(f'{name}: {sizes} (parts {registry.skeleton_name(b)}, metric '
                  f'{registry.metric_name(b)}) in {b.data_path}')
@@ -56,13 +54,17 @@ def describe(config) -> list[str]:
   return lines
 
 
-def samples(config, split: str, num: int, augment: bool = True, seed: int = 0) -> list[dict]:
-  """``num`` crops per dataset as training makes them, with keypoints in the model's order."""
+def samples(config, split: str, num: int, augment: bool = True, seed: int = 0,
+            notes: list | None = None) -> list[dict]:
+  """``num`` crops per dataset as training makes them, with keypoints in the model's order
+  (fewer where a split holds fewer people; ``notes`` then gets a line saying so)."""
   data = config.data
   aug = pipeline.Augment.from_config(data, train=augment)
   out = []
   for name in registry.dataset_names(config):
     ds, n, _, parts = pipeline._raw_split(config, split, 0, 1, name)
+    if n < num and notes is not None:
+      notes.append(f'{name} {split} holds {n} people, fewer than --num={num}: drawing {n}')
     fn = pipeline.make_transform_fn(aug, data.parts, data.parts, seed, data.max_others,
                                     train=augment, fast_decode=data.fast_decode)
     ds = ds.shuffle(min(n, 256), seed=seed).take(num).enumerate()
@@ -75,6 +77,13 @@ def samples(config, split: str, num: int, augment: bool = True, seed: int = 0) -
 
 
 def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 100) -> None:
+  fig = grid_figure(config, crops, title)
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
+
+
+def grid_figure(config, crops: list[dict], title: str = ""):
+  """The crops (skeleton and other people) beside their target belief maps, four per row."""
   skel = skeleton.get(config.data.parts)
   h, w = crop_sizes.size_hw(crop_sizes.from_config(config.data))
   map_h, map_w = h // STRIDE, w // STRIDE
@@ -86,7 +95,7 @@ def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 
   for i, ex in enumerate(crops):
     left, right = axes[i // 4, 2 * (i % 4)], axes[i // 4, 2 * (i % 4) + 1]
     kp, others = ex['keypoints'], ex['others']
-    left.imshow(ex['image'])
+    left.imshow(ex['image'], extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     for person in others:
       ok = person[:, 2] > 0
       left.scatter(person[ok, 0], person[ok, 1], s=4, c='yellow')
@@ -94,6 +103,10 @@ def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 
     hidden = (kp[:, 2] > 0) & (ex['visible'] == 0)
     left.scatter(kp[hidden, 0], kp[hidden, 1], s=40, facecolors='none', edgecolors='white',
                  linewidths=1.0, zorder=4)
+    # The axes are the crop: parts outside it (other people's, or the person's own beyond the
+    # border) are not drawn and do not widen the axes, which would shrink the crop.
+    left.set_xlim(-0.5, w - 0.5)
+    left.set_ylim(h - 0.5, -0.5)
     left.set_title(f"{ex['dataset']} #{i}", fontsize=8)
     beliefs = np.asarray(targets.belief_maps(jnp.asarray(kp), map_h, map_w, STRIDE,
                                              config.targets.sigma, others=jnp.asarray(others)))
@@ -107,17 +120,22 @@ def draw_grid(config, crops: list[dict], path: str, title: str = "", dpi: int = 
   fig.suptitle(title or 'left parts blue, right red; occluded parts circled; others yellow',
                fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=dpi)
-  plt.close(fig)
+  return fig
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise errors.BadFlag(f'unexpected arguments {argv[1:]} (flags are written --name=value)')
   fl = flags.FLAGS
+  if fl.num < 1:
+    raise errors.BadFlag(f'--num={fl.num}: draw at least one crop')
   config = cli.config_from_flags()
   for line in describe(config):
     print(line)
-  crops = samples(config, fl.split, fl.num, augment=fl.augment, seed=fl.seed)
+  notes = []
+  crops = samples(config, fl.split, fl.num, augment=fl.augment, seed=fl.seed, notes=notes)
+  for line in notes:
+    print(line)
   if fl.out:
     os.makedirs(os.path.dirname(os.path.abspath(fl.out)), exist_ok=True)
     draw_grid(config, crops, fl.out,
@@ -125,8 +143,8 @@ def main(argv):
               f'{config.data.parts} order; left blue, right red; occluded circled; others '
               'yellow')
     print(f'wrote {fl.out}')
-  stats = {'crops': len(crops), 'annotated_parts': float(np.mean(
-      [c['keypoints'][:, 2].sum() for c in crops]))}
+  stats = {'crops': len(crops), 'annotated_parts': round(float(np.mean(
+      [c['keypoints'][:, 2].sum() for c in crops])), 2)}
   print(json.dumps(stats))
 
 
@@ -141,4 +159,4 @@ def _define_flags():
 if __name__ == '__main__':
   tf.config.set_visible_devices([], 'GPU')
   _define_flags()
-  app.run(main)
+  cli.run(main, 'posemachines.data.inspect')

@@ -62,6 +62,7 @@ import tensorflow_datasets as tfds
 
 from posemachines.core import errors, skeleton
 from posemachines.data import features as features_lib
+from posemachines.data import local_builder
 from posemachines.data import report as report_lib
 
 REPORT_FILE = 'skip_report.json'
@@ -347,7 +348,7 @@ class JsonPeopleConfig(tfds.core.BuilderConfig):
   validation_fraction: float = 0.0
 
 
-class JsonPeople(tfds.core.GeneratorBasedBuilder):
+class JsonPeople(local_builder.LocalBuilder):
   """People annotated in a JSON list of MPII-style records, bad records skipped and reported."""
 
   VERSION = tfds.core.Version('1.0.0')

@@ -173,7 +173,7 @@ class _LeedsBuilder(manual.ManualBuilder, skip_registration=True):
 
   def _split_generators(self, dl_manager):
     self._archive, prefix = manual.locate(str(dl_manager.manual_dir), self.name, self.ARCHIVES,
-                                          'joints.mat', self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+                                          'joints.mat', self.DOWNLOAD)
     where = self._archive.describe(prefix + 'joints.mat')
     raw = read_joints(self._archive.read(prefix + 'joints.mat'), where)
     self._report = report_lib.SkipReport(f'{self.name} {where}')
@@ -251,6 +251,7 @@ class Lsp(_LeedsBuilder, skip_registration=True):
 
   name = 'lsp'
   ARCHIVES = ('lsp_dataset.zip', 'lsp_dataset_original.zip')
+  DOWNLOAD = 'download lsp_dataset.zip from http://sam.johnson.io/research/lsp.html'
   IMAGE_PATTERN = 'images/im%04d.jpg'
   VISIBLE_FLAG = 0.0  # LSP's flag is 1 for an occluded joint
   CENTER_FROM_IMAGE = True
@@ -273,6 +274,7 @@ class LspExtended(_LeedsBuilder, skip_registration=True):
 
   name = 'lsp_extended'
   ARCHIVES = ('lspet_dataset.zip',)
+  DOWNLOAD = 'download lspet_dataset.zip from http://sam.johnson.io/research/lspet.html'
   IMAGE_PATTERN = 'images/im%05d.jpg'
   VISIBLE_FLAG = 1.0
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\

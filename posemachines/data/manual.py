@@ -12,6 +12,7 @@ which the dataset's files lie.
 from __future__ import annotations
 
 from concurrent import futures
+import contextlib
 import json
 import os
 import tarfile
@@ -20,9 +21,36 @@ import zipfile
 
 import tensorflow_datasets as tfds
 
+from posemachines.core import errors
+from posemachines.data import local_builder
 from posemachines.data import report as report_lib
 
 REPORT_FILE = 'skip_report.json'
+MANUAL_DIR_FLAG = '--config.data.manual_dir'
+
+
+class MissingDataset(errors.MissingData):
+  """Real datasets whose downloaded files are not in the manual directory, each with what is
+  missing and how to get it; one line that ends by naming the flag that says where they are."""
+
+  def __init__(self, missing: list[tuple[str, str]], flag: str = MANUAL_DIR_FLAG):
+    self.missing, self.flag = list(missing), flag
+    what = '; '.join(f'{name}: {detail}' for name, detail in self.missing)
+    head = f'{len(self.missing)} datasets are missing. ' if len(self.missing) > 1 else ''
+    super().__init__(f'{head}{what}. Put the downloaded files in a folder and give it with '
+                     f'{flag}=DIR')
+
+  def with_flag(self, flag: str) -> MissingDataset:
+    return MissingDataset(self.missing, flag)
+
+
+@contextlib.contextmanager
+def manual_dir_flag(flag: str):
+  """Within it, a MissingDataset names ``flag`` (e.g. a command's own ``--manual_dir``)."""
+  try:
+    yield
+  except MissingDataset as e:
+    raise e.with_flag(flag) from None
 
 
 class Archive:
@@ -111,7 +139,7 @@ class ZipArchive(Archive):
     try:
       self._zip = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
-      raise ValueError(f'{path} is not a readable zip archive: {e}') from e
+      raise errors.BadFile(f'{path} is not a readable zip archive: {e}') from e
     self._names = set(self._zip.namelist())
 
   def read(self, name: str) -> bytes:
@@ -130,7 +158,7 @@ class TarArchive(Archive):
     try:
       return tarfile.open(self.path, 'r|*')
     except (tarfile.TarError, OSError) as e:
-      raise ValueError(f'{self.path} is not a readable tar archive: {e}') from e
+      raise errors.BadFile(f'{self.path} is not a readable tar archive: {e}') from e
 
   def find(self, marker: str, look: int = 50) -> str | None:
     with self._open() as tar:
@@ -161,7 +189,7 @@ class TarArchive(Archive):
             if not wanted:
               break
     except (tarfile.TarError, OSError, EOFError) as e:  # a truncated archive
-      raise ValueError(f'{self.path}: archive unreadable after some members: {e}') from e
+      raise errors.BadFile(f'{self.path}: archive unreadable after some members: {e}') from e
     for name in sorted(wanted):
       yield name, None
 
@@ -173,16 +201,16 @@ def open_archive(path: str) -> Archive:
     return ZipArchive(path)
   if any(path.endswith(ext) for ext in ('.tar', '.tar.gz', '.tgz')):
     return TarArchive(path)
-  raise ValueError(f'{path}: not a folder, .zip, .tar, .tar.gz or .tgz')
+  raise errors.BadFile(f'{path}: not a folder, .zip, .tar, .tar.gz or .tgz')
 
 
 def locate(manual_dir: str, dataset: str, archives: tuple[str, ...], marker: str,
-           instructions: str) -> tuple[Archive, str]:
+           download: str) -> tuple[Archive, str]:
   """The archive holding ``marker`` for ``dataset`` in the manual directory, and its prefix.
 
   Looks in ``<manual_dir>/<dataset>/`` then ``<manual_dir>/``: first for the named ``archives``,
-  then for ``marker`` in the extracted folders (two levels deep). Raises FileNotFoundError with
-  the download instructions when nothing is found.
+  then for ``marker`` in the extracted folders (two levels deep). Raises MissingDataset (a
+  FileNotFoundError) saying where it looked and, from ``download``, how to get the files.
   """
   manual_dir = os.path.expanduser(os.fspath(manual_dir))
   bases = [os.path.join(manual_dir, dataset), manual_dir]
@@ -193,7 +221,7 @@ def locate(manual_dir: str, dataset: str, archives: tuple[str, ...], marker: str
         archive = open_archive(path)
         prefix = archive.find(marker)
         if prefix is None:
-          raise ValueError(f'{path} holds no {marker!r}: is it the right archive?')
+          raise errors.BadFile(f'{path} holds no {marker!r}: is it the right archive?')
         return archive, prefix
   for base in bases:
     if os.path.isdir(base):
@@ -201,9 +229,8 @@ def locate(manual_dir: str, dataset: str, archives: tuple[str, ...], marker: str
       prefix = folder.find(marker)
       if prefix is not None:
         return folder, prefix
-  raise FileNotFoundError(
-      f'{dataset}: found none of {", ".join(archives)} nor an extracted {marker!r} in '
-      f'{" or ".join(bases)}.\n{instructions}')
+  raise MissingDataset([(dataset, f'found none of {", ".join(archives)} nor an extracted '
+                                  f'{marker!r} in {" or ".join(bases)}; {download}')])
 
 
 def decoded(archive: Archive, names: Iterable[str], encoding: str = 'jpeg',
@@ -232,12 +259,14 @@ def decoded(archive: Archive, names: Iterable[str], encoding: str = 'jpeg',
     yield from pool.map(check, batch)
 
 
-class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ManualBuilder(local_builder.LocalBuilder, skip_registration=True):
   """A builder of files from the manual directory that keeps a SkipReport of bad input.
 
   Subclasses create ``self._report`` in ``_split_generators``; after preparation the report is
-  printed and stored as ``skip_report.json`` next to the data.
+  printed and stored as ``skip_report.json`` next to the data. ``DOWNLOAD`` says in one line
+  where the files come from.
   """
+  DOWNLOAD = ''
 
   def _download_and_prepare(self, dl_manager, download_config):
     super()._download_and_prepare(dl_manager, download_config)
@@ -263,15 +292,17 @@ def default_manual_dir(data_dir: str) -> str:
 def prepare(builder, manual_dir: str | None):
   """Prepares ``builder`` from ``manual_dir`` (tfds' default when empty) unless it is prepared.
 
-  Raises FileNotFoundError with the download instructions when the manual directory is missing.
+  Raises MissingDataset (a FileNotFoundError) saying how to get the files when the manual
+  directory is missing or empty, or does not hold the dataset's files.
   """
   if builder.is_prepared():
     return builder
+  default = not manual_dir
   manual_dir = os.path.expanduser(manual_dir or default_manual_dir(builder.data_dir_root))
   if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
-    raise FileNotFoundError(
-        f'{builder.name}: the manual directory {manual_dir} does not exist or is empty.\n'
-        f'{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+    state = 'is empty' if os.path.isdir(manual_dir) else 'does not exist'
+    raise MissingDataset([(builder.name, f'the manual directory {manual_dir}'
+                           f'{" (the default)" if default else ""} {state}; {builder.DOWNLOAD}')])
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=manual_dir, try_download_gcs=False,
       compute_stats=tfds.download.ComputeStatsMode.SKIP))

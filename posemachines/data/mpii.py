@@ -197,6 +197,8 @@ class Mpii(manual.ManualBuilder, skip_registration=True):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  DOWNLOAD = (f'register at http://human-pose.mpi-inf.mpg.de/ and download {IMAGES_TAR} and '
+              f'{ANNOTATION_ZIP}')
   BUILDER_CONFIGS = [MpiiConfig(name='default', description='The standard validation split.')]
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -209,12 +211,11 @@ class Mpii(manual.ManualBuilder, skip_registration=True):
   def _split_generators(self, dl_manager):
     manual_dir = str(dl_manager.manual_dir)
     notes, prefix = manual.locate(manual_dir, 'mpii', (ANNOTATION_ZIP,), ANNOTATION_MAT,
-                                  MANUAL_DOWNLOAD_INSTRUCTIONS)
+                                  self.DOWNLOAD)
     where = notes.describe(prefix + ANNOTATION_MAT)
     images = mpii_mat.load(notes.read(prefix + ANNOTATION_MAT), where=where)
     self._images, self._image_prefix = manual.locate(
-        manual_dir, 'mpii', (IMAGES_TAR, 'mpii_human_pose_v1.tar'), 'images/',
-        MANUAL_DOWNLOAD_INSTRUCTIONS)
+        manual_dir, 'mpii', (IMAGES_TAR, 'mpii_human_pose_v1.tar'), 'images/', self.DOWNLOAD)
     self._image_prefix += 'images/'
     self._report = report_lib.SkipReport(f'mpii {where}')
     groups = plan(images, validation_pairs(self.builder_config.validation_file or None),

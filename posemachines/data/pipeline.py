@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from posemachines.core import crops
-from posemachines.core import skeleton
+from posemachines.core import errors, skeleton
 from posemachines.data import decode
 from posemachines.data import registry
 
@@ -154,7 +154,7 @@ _FIELDS = ('image', 'joints', 'joints_annotated', 'joints_visible', 'center', 's
 def _split_size(builder, split: str) -> int:
   info = builder.info
   if split not in info.splits:
-    raise ValueError(f'{info.name} has no split {split!r}; it has {", ".join(info.splits)}')
+    raise errors.BadFlag(f'{info.name} has no split {split!r}; it has {", ".join(info.splits)}')
   return info.splits[split].num_examples
 
 
@@ -174,8 +174,11 @@ def _raw_split(config, split: str, process_index: int = 0, process_count: int = 
   shares = [n // process_count + (p < n % process_count) for p in range(process_count)]
   start = sum(shares[:process_index])
   stop = start + shares[process_index]
+  # No tfds auto-cache (it caches small splits, then warns when a stream stops mid-split):
+  # config.data.cache decides, in _stream.
   ds = builder.as_dataset(split=f'{split}[{start}:{stop}]', shuffle_files=False,
-                          decoders={'image': tfds.decode.SkipDecoding()})
+                          decoders={'image': tfds.decode.SkipDecoding()},
+                          read_config=tfds.ReadConfig(try_autocache=False))
   ds = ds.map(lambda ex: {k: ex[k] for k in _FIELDS})
   return ds, stop - start, start, registry.skeleton_name(builder)
 
@@ -192,6 +195,17 @@ def to_model_example(ex, src: str, dst: str):
               others=others)
 
 
+def _filled_cache(ds):
+  """``ds`` cached in memory, the cache filled now by one pass (encoded images are small).
+
+  A cache that an iterator leaves half-read is thrown away (with a warning), and a training
+  stream stops mid-epoch whenever the run ends; filled first, every epoch reads the memory copy.
+  """
+  ds = ds.cache()
+  ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
+  return ds
+
+
 def _stream(config, ds, n: int, start: int, first: int, component: int = 0):
   """(index, epoch, example) from position ``first`` of the endless stream of a split.
 
@@ -199,7 +213,7 @@ def _stream(config, ds, n: int, start: int, first: int, component: int = 0):
   c are offset by c * 2**32, so that augmentation seeds differ between a mixture's components.
   """
   if config.data.cache:
-    ds = ds.cache()
+    ds = _filled_cache(ds)
   ds = ds.enumerate(start=start)
   buffer = min(n, config.data.shuffle_buffer)
   first_epoch, skip = divmod(first, n)

@@ -28,11 +28,11 @@ def dataset_names(config) -> list[str]:
   names = [n.strip() for n in str(config.data.dataset).split('+')]
   for name in names:
     if name not in DATASETS:
-      raise ValueError(f'No dataset builder named {name!r} (config.data.dataset = '
+      raise errors.BadFlag(f'No dataset builder named {name!r} (config.data.dataset = '
                        f'{config.data.dataset!r}); available: {", ".join(DATASETS)}, '
                        "or a mixture such as 'mpii+lsp_extended'")
   if len(set(names)) != len(names):
-    raise ValueError(f'config.data.dataset {config.data.dataset!r} repeats a dataset')
+    raise errors.BadFlag(f'config.data.dataset {config.data.dataset!r} repeats a dataset')
   return names
 
 
@@ -40,7 +40,7 @@ def eval_dataset_name(config) -> str:
   names = dataset_names(config)
   name = config.data.eval_dataset or names[0]
   if name not in DATASETS:
-    raise ValueError(f'config.data.eval_dataset {name!r} is not one of {", ".join(DATASETS)}')
+    raise errors.BadFlag(f'config.data.eval_dataset {name!r} is not one of {", ".join(DATASETS)}')
   return name
 
 
@@ -50,10 +50,10 @@ def mixture_weights(config, sizes: list[int]) -> list[float]:
   if not weights:
     weights = tuple(float(s) for s in sizes)
   if len(weights) != len(sizes):
-    raise ValueError(f'config.data.mixture_weights {weights} has {len(weights)} entries for '
+    raise errors.BadFlag(f'config.data.mixture_weights {weights} has {len(weights)} entries for '
                      f'{len(sizes)} datasets ({config.data.dataset})')
   if any(not w >= 0 for w in weights) or not sum(weights) > 0:
-    raise ValueError(f'config.data.mixture_weights {weights} must be >= 0 with a positive sum')
+    raise errors.BadFlag(f'config.data.mixture_weights {weights} must be >= 0 with a positive sum')
   total = float(sum(weights))
   return [w / total for w in weights]
 
@@ -75,14 +75,14 @@ def get_builder(config, name: str | None = None):
                              seed=data.synthetic_seed)
   if name == 'json_people':
     from posemachines.data import json_people
-    annotations = data.get('annotations', '')
+    annotations = data.annotations
     if not annotations:
       raise errors.BadFlag(
           'json_people needs its annotation file (a JSON list of person records): '
           '--config.data.annotations=FILE for train, --annotations=FILE for evaluate')
     return json_people.builder(annotations, data_dir(config),
-                               image_dir=data.get('image_dir', '') or None,
-                               validation_fraction=data.get('validation_fraction', 0.0))
+                               image_dir=data.image_dir or None,
+                               validation_fraction=data.validation_fraction)
   if name == 'mpii':
     from posemachines.data import mpii
     return mpii.builder(data_dir(config), manual_dir,
@@ -97,7 +97,25 @@ def get_builder(config, name: str | None = None):
     from posemachines.data import coco
     return coco.builder(data_dir(config), manual_dir,
                         aspect_ratio=data.coco_aspect_ratio, padding=data.coco_padding)
-  raise ValueError(f'No dataset builder named {name!r}; available: {", ".join(DATASETS)}')
+  raise errors.BadFlag(f'No dataset builder named {name!r}; available: {", ".join(DATASETS)}')
+
+
+def get_builders(config, names=None) -> dict:
+  """{name: prepared builder} of ``names`` (default: every dataset the config trains or
+  evaluates on). Every missing real dataset is named in one MissingDataset, not just the first."""
+  from posemachines.data import manual
+  if names is None:
+    names = dataset_names(config)
+    names += [n for n in [eval_dataset_name(config)] if n not in names]
+  out, missing = {}, []
+  for name in names:
+    try:
+      out[name] = get_builder(config, name)
+    except manual.MissingDataset as e:
+      missing.extend(e.missing)
+  if missing:
+    raise manual.MissingDataset(missing)
+  return out
 
 
 def require_split(config, name: str, split: str, field: str):

@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 
 from posemachines.core import skeleton
 from posemachines.data import features as features_lib
+from posemachines.data import local_builder
 
 _SS = 2  # supersampling factor of the drawing canvas
 _SPLIT_IDS = {'train': 0, 'validation': 1, 'test': 2}
@@ -634,7 +635,7 @@ class SyntheticPeopleConfig(tfds.core.BuilderConfig):
   seed: int = 0
 
 
-class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
+class SyntheticPeople(local_builder.LocalBuilder):
   """Synthetic capsule people with MPII's 16 joints, drawn locally from a seed."""
 
   VERSION = tfds.core.Version('1.1.0')

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from posemachines import models
 from posemachines.codec.keypoints import compose, decode_peaks, to_image
 from posemachines.core import crops
 from posemachines.core import skeleton
@@ -51,6 +52,12 @@ class Model:
   @property
   def skeleton(self) -> skeleton.Skeleton:
     return skeleton.get(self.parts)
+
+  @property
+  def output_names(self) -> list[str]:
+    """The model's names of its outputs ('stage 1', ... or 'feed-forward', 'iteration 1', ...)."""
+    import ml_collections
+    return models.output_names(ml_collections.ConfigDict(self.config))
 
 
 # ---------------------------------------------------------------------------------- views --

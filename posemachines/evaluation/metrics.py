@@ -7,17 +7,21 @@ MPII's PCKh, the torso size for LSP's and FLIC's PCK. A part is correct when
 ``dist <= threshold * norm``.
 
 Tables (``TABLES``), one per benchmark, each for one stage's distances:
-  mpii  PCKh@0.5 of Head (head top), Shoulder, Elbow, Wrist, Hip, Knee, Ankle (left and right
-        averaged), Mean (every annotated part except pelvis and thorax, weighted by counts),
-        Mean@0.1, and the AUC of the Mean's curve over thresholds 0-0.5 (in % of the full area);
+  mpii  PCKh@0.5 of Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle, Mean (every annotated part
+        except pelvis and thorax, weighted by counts), Mean@0.1, and the AUC of the Mean's curve
+        over thresholds 0-0.5 (in % of the full area);
   lsp   PCK@0.2 of the same groups, and the Mean over every annotated part;
   flic  PCK@0.2 of elbows and wrists, with their curves over thresholds 0-0.2.
+
+The groups follow the MPII evaluation toolkit (genTablePCK.m): each column averages its parts
+with equal weights, left and right, and Head is the head top and the (upper) neck, so that every
+part the Mean counts is in a column. The LSP table groups its parts the same way.
 """
 from __future__ import annotations
 
 import numpy as np
 
-GROUPS = (('Head', ('head_top',)), ('Shoulder', ('r_shoulder', 'l_shoulder')),
+GROUPS = (('Head', ('head_top', 'neck')), ('Shoulder', ('r_shoulder', 'l_shoulder')),
           ('Elbow', ('r_elbow', 'l_elbow')), ('Wrist', ('r_wrist', 'l_wrist')),
           ('Hip', ('r_hip', 'l_hip')), ('Knee', ('r_knee', 'l_knee')),
           ('Ankle', ('r_ankle', 'l_ankle')))
@@ -140,13 +144,18 @@ def table(kind: str, dist, annotated, norm, parts):
   return fn(dist, annotated, norm, tuple(parts))
 
 
-def markdown(stage_tables, title: str = '', header: str = 'stage', rows=None) -> str:
-  """One markdown table, values in %: a row per stage (or iteration), or per ``rows`` name."""
+def markdown(stage_tables, title: str = '', header: str | None = None, rows=None) -> str:
+  """One markdown table, values in %: a row per output of the model (named by each table's
+  ``output``, e.g. 'stage 2' or 'iteration 1', else numbered), or per ``rows`` name."""
   cols = stage_tables[0]['columns']
   metric = stage_tables[0]['metric']
+  if rows is None:
+    named = all('output' in tab for tab in stage_tables)
+    rows = [tab['output'] if named else t + 1 for t, tab in enumerate(stage_tables)]
+    header = header or ('output' if named else 'stage')
   lines = [f'**{title}** ({metric}, %)' if title else f'({metric}, %)', '',
-           f'| {header} | ' + ' | '.join(cols) + ' |', '|---|' + '---|' * len(cols)]
+           f'| {header or "stage"} | ' + ' | '.join(cols) + ' |', '|---|' + '---|' * len(cols)]
   for t, tab in enumerate(stage_tables):
     vals = ['-' if not np.isfinite(tab['row'][c]) else f'{100 * tab["row"][c]:.1f}' for c in cols]
-    lines.append(f'| {t + 1 if rows is None else rows[t]} | ' + ' | '.join(vals) + ' |')
+    lines.append(f'| {rows[t]} | ' + ' | '.join(vals) + ' |')
   return '\n'.join(lines) + '\n'

@@ -44,10 +44,11 @@ def split_examples(config, model, view_list, split: str, num_examples: int, batc
   builder = registry.get_builder(config)
   if split not in builder.info.splits:
     raise errors.BadFlag(f'{builder.info.name} has no split {split!r}; it has '
-                     f'{sorted(builder.info.splits)}')
+                         f'{", ".join(sorted(builder.info.splits))} (--split)')
   src = registry.skeleton_name(builder)
   ds = builder.as_dataset(split=split, shuffle_files=False,
-                          decoders={'image': tfds.decode.SkipDecoding()})
+                          decoders={'image': tfds.decode.SkipDecoding()},
+                          read_config=tfds.ReadConfig(try_autocache=False))
   if num_examples > 0:
     ds = ds.take(num_examples)
 
@@ -98,8 +99,10 @@ def run(model, config, split: str, scales=None, flip: bool = True, table: str | 
             'grid_stride': merge.grid_stride, 'seconds': seconds, 'stages': []}
   if (joints[..., 2] > 0).any():
     dist = distances(pred, joints[None])
-    result['stages'] = [metrics.table(kind, dist[t], joints[..., 2], truth['norm'],
-                                      model.skeleton.parts) for t in range(len(pred))]
+    names = model.output_names
+    result['stages'] = [dict(metrics.table(kind, dist[t], joints[..., 2], truth['norm'],
+                                           model.skeleton.parts), output=names[t])
+                        for t in range(len(pred))]
   else:
     result['note'] = NO_LABELLED_PARTS
     logging.warning('Split %r has no labelled parts: predictions only, no accuracy.', split)

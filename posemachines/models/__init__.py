@@ -1,6 +1,6 @@
 """Pose models: the Convolutional Pose Machine and the recurrent pose model."""
 
-from posemachines.core import skeleton
+from posemachines.core import errors, skeleton
 
 MODELS = ('cpm', 'recurrent')
 
@@ -19,5 +19,11 @@ def build(config):
     from posemachines.models import recurrent
     num_limbs = len(skel.limbs) if config.model.limb_heatmaps else 0
     return recurrent.from_config(config.model, skel.num_parts, num_limbs)
-  raise ValueError(f'Unknown model {config.model.name!r} (config.model.name); '
+  raise errors.BadFlag(f'Unknown model {config.model.name!r} (config.model.name); '
                    f'known: {", ".join(MODELS)}')
+
+
+def output_names(config) -> list[str]:
+  """What the model's outputs are called in tables, logs and pictures: 'stage 1', 'stage 2', ...
+  for the CPM; 'feed-forward', 'iteration 1', ... for the recurrent model."""
+  return build(config).output_names

@@ -144,6 +144,10 @@ class CPM(nn.Module):
   def stride(self) -> int:
     return 2 ** sum(bool(p) for p in self.trunk_pools)
 
+  @property
+  def output_names(self) -> list[str]:
+    return [f'stage {t}' for t in range(1, self.num_stages + 1)]
+
   def setup(self):
     self.stage1 = Stage1(self.num_outputs, self.trunk_kernels, self.trunk_widths, self.trunk_pools,
                          self.stage1_kernels, self.stage1_widths, self.stage1_dropout,
@@ -185,6 +189,5 @@ def from_config(cfg, num_outputs: int) -> CPM:
           'stage1_widths', 'stage1_dropout', 'stage_feature_kernel', 'stage_feature_width',
           'stage_kernels', 'stage_widths', 'use_center_map', 'dropout_rate', 'weight_init',
           'batch_norm')
-  kwargs = {k: tuple(cfg[k]) if isinstance(cfg[k], (list, tuple)) else cfg[k]
-            for k in keys if k in cfg}
+  kwargs = {k: tuple(cfg[k]) if isinstance(cfg[k], (list, tuple)) else cfg[k] for k in keys}
   return CPM(num_outputs=num_outputs, **kwargs)

@@ -207,6 +207,5 @@ def from_config(cfg, num_parts: int, num_limbs: int) -> RecurrentPose:
   """Builds the recurrent model from a config's ``model`` section (see configs.py)."""
   keys = ('num_iterations', 'kernels', 'widths', 'pools', 'batch_norm', 'output_relu',
           'weight_init', 'scan', 'unroll')
-  kwargs = {k: tuple(cfg[k]) if isinstance(cfg[k], (list, tuple)) else cfg[k]
-            for k in keys if k in cfg}
+  kwargs = {k: tuple(cfg[k]) if isinstance(cfg[k], (list, tuple)) else cfg[k] for k in keys}
   return RecurrentPose(num_parts=num_parts, num_limbs=num_limbs, **kwargs)

@@ -383,7 +383,7 @@ def convert_params(deploy, weights, config, deploy_path: str = 'deploy',
   if m.name != 'cpm':
     raise ConfigMismatch(f'config {config_name} is a {m.name!r} model; Caffe CPMs convert to '
                          "model.name='cpm'")
-  if m.get('batch_norm', False):
+  if m.batch_norm:
     raise ConfigMismatch(f'config {config_name} has model.batch_norm=True; the release has no '
                          'BatchNorm')
   model = models.build(config)

@@ -6,7 +6,7 @@ import os
 
 import jax
 
-from posemachines.core import crops
+from posemachines.core import configs, crops
 from posemachines.core import errors
 from posemachines.evaluation.inference import Model
 from posemachines.tools import artifact
@@ -36,13 +36,13 @@ def load_artifact(path: str) -> Model:
   crop = size if isinstance(size, int) else tuple(int(v) for v in size)
   return Model(forward=art.forward, crop_size=crop, stride=meta['stride'],
                parts=meta['skeleton']['name'], target_dist=meta['target_dist'],
-               config=meta['config'], source=path)
+               config=configs.upgrade(meta['config']).to_dict(), source=path)
 
 
 def workdir_config(workdir: str):
-  import ml_collections
+  """The config a workdir was trained with (fields declared since then at their defaults)."""
   with open(os.path.join(workdir, 'config.json')) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    return configs.upgrade(json.load(f))
 
 
 def load_workdir(workdir: str) -> Model:

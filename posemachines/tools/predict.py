@@ -89,6 +89,27 @@ def collect_inputs(paths):
   return out
 
 
+VIDEO_EXTRA = ('needs imageio with its ffmpeg plugin: pip install "posemachines[video]" (in a '
+               'checkout: pip install -e ".[video]"); GIFs work without it')
+
+
+def _video_reader():
+  """imageio.v3 with its ffmpeg plugin, or None when the "video" extra is not installed."""
+  try:
+    import imageio.v3 as iio
+    import imageio_ffmpeg  # noqa: F401  (the plugin imageio reads .mp4 and others with)
+  except ImportError:
+    return None
+  return iio
+
+
+def check_video_support(inputs) -> None:
+  """Before any work: videos other than GIFs need the "video" extra (all of them named)."""
+  videos = [p for p, kind in inputs if kind == 'video' and not p.lower().endswith('.gif')]
+  if videos and _video_reader() is None:
+    raise errors.MissingData(f'{", ".join(videos)}: reading this video format {VIDEO_EXTRA}')
+
+
 def _name_parts(path):
   """(parent folder names, outermost first; stem; extension without the dot)."""
   folders = os.path.normpath(os.path.abspath(path)).split(os.sep)[:-1]
@@ -138,12 +159,9 @@ def read_video(path: str):
         return np.stack(frames), im.info.get('duration', 100) / 1000.0
     except Exception as e:
       raise errors.BadFile(f'{path} is not a readable GIF: {e}') from e
-  try:
-    import imageio.v3 as iio
-  except ImportError:
-    raise errors.MissingData(
-        f'{path}: reading this video format needs imageio with its ffmpeg plugin (pip install '
-        'imageio imageio-ffmpeg, or the "video" extra); GIFs work without it') from None
+  iio = _video_reader()
+  if iio is None:
+    raise errors.MissingData(f'{path}: reading this video format {VIDEO_EXTRA}')
   try:
     meta = iio.immeta(path)
     frames = np.asarray(iio.imread(path))
@@ -202,12 +220,13 @@ def _json(value) -> str:
 def box_location(model: inference.Model):
   """How a box [x1, y1, x2, y2] becomes (centre, scale) for ``model``: as the coco builder does
   for a model evaluated on COCO, else None (the box's centre and larger side / 200)."""
-  data = (model.config or {}).get('data', {})
-  dataset = data.get('eval_dataset') or str(data.get('dataset', '')).split('+')[0]
+  import ml_collections
+  data = ml_collections.ConfigDict(model.config).data  # every field declared (configs.upgrade)
+  dataset = data.eval_dataset or str(data.dataset).split('+')[0]
   if dataset != 'coco':
     return None
-  aspect = data.get('coco_aspect_ratio') or coco.ASPECT_RATIO
-  padding = data.get('coco_padding') or coco.PADDING
+  aspect = data.coco_aspect_ratio or coco.ASPECT_RATIO
+  padding = data.coco_padding or coco.PADDING
   return lambda x1, y1, x2, y2: coco.box_center_scale((x1, y1, x2 - x1, y2 - y1), aspect, padding)
 
 

@@ -28,7 +28,7 @@ def training_pictures(config, model, variables, workdir: str, parts=('r_wrist', 
   outputs = jax.jit(lambda p, x, c: model.apply(p, x, c))(variables, x, c)
   peak = config.targets.peak  # the recurrent model's heatmaps peak at 12
   beliefs = np.asarray(per_model.part_beliefs(model, outputs)) / peak
-  titles = getattr(model, 'output_names', None)
+  titles = model.output_names
   pred = np.asarray(keypoints.decode_peaks(beliefs[-1], model.stride))
   skel = skeleton.get(config.data.parts)
   drawing.prediction_grid(batch['image'], pred, batch['keypoints'], skel,
