@@ -257,3 +257,38 @@ def test_tiny_recurrent_training_run(tfds_dir, tmp_path):
   outputs = jax.jit(models.build(config).apply)(model.variables, x, c)
   np.testing.assert_allclose(maps[..., :14], outputs[..., :14], rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(maps[..., 14], 0.0)
+
+
+def test_fine_tuning_copies_matching_layers_and_starts_the_rest_afresh(tfds_dir, tmp_path):
+  """init_from with init_from_matching: a model without limb heatmaps fine-tuned into one with
+  them (as COCO -> MPII changes the prediction layers): every array of the same name and shape
+  is the source run's, the prediction layers (other output channels) keep their fresh values."""
+  import jax
+  from posemachines.training import checkpoint
+  from posemachines.training import loop
+  source_dir = str(tmp_path / 'source')
+  source = tiny_recurrent_config(tfds_dir, **{'model.limb_heatmaps': False, 'num_train_steps': 2})
+  src_state, _ = loop.train_and_evaluate(source, source_dir)
+  target = tiny_recurrent_config(tfds_dir, **{'init_from': source_dir, 'init_from_matching': True,
+                                              'num_train_steps': 1})
+  mesh = loop.make_mesh()
+  built = loop.build(target, mesh)
+  state = loop.initialise_from(target, built.state, built.abstract_state, mesh)
+  src = {jax.tree_util.keystr(p): v for p, v in
+         jax.tree_util.tree_leaves_with_path(jax.device_get(src_state.params))}
+  fresh = {jax.tree_util.keystr(p): v for p, v in
+           jax.tree_util.tree_leaves_with_path(jax.device_get(built.state.params))}
+  copied, kept = 0, 0
+  for path, value in jax.tree_util.tree_leaves_with_path(jax.device_get(state.params)):
+    name = jax.tree_util.keystr(path)
+    if name in src and src[name].shape == value.shape:
+      np.testing.assert_array_equal(value, src[name])
+      copied += 1
+    else:
+      np.testing.assert_array_equal(value, fresh[name])
+      kept += 1
+  assert copied > 10 and kept >= 1
+  # Without init_from_matching the shapes must agree: a one-line ConfigMismatch.
+  strict = tiny_recurrent_config(tfds_dir, **{'init_from': source_dir, 'num_train_steps': 1})
+  with pytest.raises(Exception, match='init_from'):
+    checkpoint.initialise_from(strict.init_from, built.state, built.abstract_state)

@@ -82,6 +82,10 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
   c.schemes = ml_collections.ConfigDict(dict(stage_steps=0, finetune_steps=0))
   c.frozen = ()                      # top-level modules whose parameters are not trained
   c.init_from = ''                   # a new run starts from this workdir's newest checkpoint
+  # With init_from: copy only the parameters whose name and shape match the new model and start
+  # the rest afresh (a COCO-trained model fine-tuned on MPII: the prediction layers of another
+  # part set); False: the other run must be the same model.
+  c.init_from_matching = False
   # Gradient recordings (posemachines/training/gradients.py, Fig. 5): every N steps and/or at
   # these steps, of these layers (default: the first kernel of every stage and the trunk).
   c.gradients = ml_collections.ConfigDict(dict(every_steps=0, at_steps=(), layers=()))

@@ -21,7 +21,7 @@ import numpy as np
 import tqdm
 
 from posemachines import models
-from posemachines.core import errors, validate
+from posemachines.core import configs, errors, validate
 from posemachines.training import checkpoint
 from posemachines.training import distributed
 from posemachines.training import gradients
@@ -100,6 +100,42 @@ def build(config, mesh, frozen=None) -> Built:
   ev = jax.jit(functools.partial(eval_step, model=model, config=config),
                out_shardings=replicated)
   return Built(model, sched, state, abstract, step, ev)
+
+
+def initialise_from(config, state, abstract, mesh):
+  """``state`` with the weights of ``config.init_from``'s newest checkpoint: all of them (the
+  same model), or with ``config.init_from_matching`` those whose name and shape match, the others
+  (for example prediction layers for another part set) left as initialised."""
+  if not config.init_from_matching:
+    return checkpoint.initialise_from(config.init_from, state, abstract)
+  with open(os.path.join(config.init_from, identity.CONFIG_FILE)) as f:
+    other_config = configs.upgrade(json.load(f))
+  other = build(other_config, mesh)
+  source = checkpoint.initialise_from(config.init_from, other.state, other.abstract_state)
+  copied, fresh = [], []
+
+  def merge(path, new, old):
+    name = jax.tree_util.keystr(path)
+    if old is not None and old.shape == new.shape and old.dtype == new.dtype:
+      copied.append(name)
+      return old
+    fresh.append(name)
+    return new
+
+  def pick(new_tree, old_tree):
+    old = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(old_tree)}
+    return jax.tree_util.tree_map_with_path(
+        lambda p, v: merge(p, v, old.get(jax.tree_util.keystr(p))), new_tree)
+
+  params, model_state = pick(state.params, source.params), pick(state.model_state,
+                                                                source.model_state)
+  if not copied:
+    raise errors.ConfigMismatch(f'--config.init_from={config.init_from}: no parameter of that '
+                                'run has the name and shape of one of this model')
+  logging.warning('Initialised %d arrays from %s; %d started afresh (no array of the same name '
+                  'and shape there): %s', len(copied), config.init_from, len(fresh),
+                  ', '.join(fresh) or 'none')
+  return state.replace(params=params, model_state=model_state)
 
 
 def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_predictions=False,
@@ -265,7 +301,7 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop, accepted=()):
     state = restored
     logging.info('Resuming from the checkpoint at step %d in %s', start, workdir)
   elif config.init_from:  # a new run starting from another run's weights
-    state = checkpoint.initialise_from(config.init_from, state, abstract)
+    state = initialise_from(config, state, abstract, mesh)
   start = int(state.step)
   # What was logged after the restored step is logged again below, so it is dropped first.
   writer = metrics_writer.MetricsWriter(workdir, enabled=is_main, resume_step=start)
