@@ -125,7 +125,9 @@ def tiny_config_flags(config_name: str) -> list[str]:
     model = [narrow('widths'), '--config.model.num_iterations=1']
   data = TINY_SYNTHETIC if 'synthetic_people' in c.data.dataset else []
   if c.data.crop_width:  # a rectangular crop keeps its aspect
-    data = data + [f'--config.data.crop_width={round(c.data.crop_width * 48 / c.data.crop_size)}']
+    # A multiple of 8 near the aspect: the CPM's pooled features and center map then agree.
+    width = 8 * max(1, round(c.data.crop_width * 48 / c.data.crop_size / 8))
+    data = data + [f'--config.data.crop_width={width}']
   return model + data + TINY_STEPS
 
 
@@ -222,6 +224,21 @@ RULES = [
     Rule('python -m posemachines.schemes', trains='analyses_cpu', adapt=_own_workdir),
     Rule('python -m posemachines.gradients', adapt=_gradient_runs,
          needs=('experiments/gradients.py',)),
+    Rule('python -m posemachines.convert_caffe', skip="needs the CPM release's Caffe files; "
+         'tests/test_convert_caffe.py converts caffemodels it writes from deploy files of its own',
+         check=('posemachines/convert_caffe.py', 'tests/test_convert_caffe.py')),
+    Rule('python -m posemachines.evaluate --dataset=lsp', skip="needs the release's prediction "
+         'files; tests/test_benchmark_files.py runs this command on official-format fixtures',
+         check=('posemachines/evaluation/benchmark_files.py', 'tests/test_benchmark_files.py')),
+    # COCO against the official-format fixture (its val2017 people stand in for train2017).
+    Rule('python -m posemachines.train --config=cpm_coco', trains='cpm_coco',
+         replace={'DIR': 'tests/data/coco'}, append=('--config.data.train_split=validation',),
+         adapt=_own_workdir, timeout=400),
+    Rule('python -m posemachines.evaluate --model=workdirs/cpm_coco',
+         replace={'person_keypoints_val2017.json': 'tests/data/coco/annotations/person_keypoints_val2017.json'},
+         append=('--scales=1.0', '--batch_size=2'), needs_flags=('model',)),
+    Rule('python -m posemachines.evaluate --dataset=coco',
+         replace={'person_keypoints_val2017.json': 'tests/data/coco/annotations/person_keypoints_val2017.json'}),
     Rule('python experiments/recurrent_ablation.py', append=('--steps=2',),
          trains='recurrent_synthetic', timeout=600),
     # --stages=2 is the joint run that schemes, gradients and receptive_fields share.

@@ -91,3 +91,17 @@ def test_benchmark_checks_the_config_before_starting_its_measurements():
   config = overrides.derive(configs.cpm_small(), {'data.crop_size': 4})
   with pytest.raises(errors.BadFlag, match=r'^--config.data.crop_size=4: must be >= 8$'):
     benchmark.benchmark(config, batch_size=2, steps=1)
+
+
+def test_a_crop_whose_features_and_center_map_disagree_is_named():
+  """48 x 36 crops give the 3-pool CPM 4-pixel features but a 5-pixel pooled center map: named
+  before anything is built, with sizes that fit, instead of a concatenate error in the model."""
+  from posemachines.core import configs, errors, overrides, validate
+  c = overrides.derive(configs.cpm_release(), {'data.crop_size': 48, 'data.crop_width': 36})
+  with pytest.raises(errors.BadFlag) as e:
+    validate.check(c)
+  assert str(e.value) == ('--config.data.crop_width=36: gives 4-pixel image features but a '
+                          '5-pixel pooled center map (stride 8); nearby sizes that fit: '
+                          '[32, 33, 40, 41]')
+  validate.check(overrides.derive(configs.cpm_release(), {'data.crop_size': 256,
+                                                          'data.crop_width': 192}))

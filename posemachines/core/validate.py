@@ -212,6 +212,40 @@ def _check_model(r):
     _flags(r, 'model.pools', 7, 'the 7 layers of the model')
 
 
+def _ceil_pooled(size: int, window: int, stride: int) -> int:
+  return -(-max(size - window, 0) // stride) + 1
+
+
+def _check_cpm_crop(r):
+  """The CPM's later stages concatenate the image features (3x3/2 ceil-mode pools of the trunk)
+  with the center map (a 9x9/8 ceil-mode average pool): at some crop sizes the two differ by a
+  pixel, which would fail inside the model."""
+  pools = r.get('model.trunk_pools')
+  if (r.get('model.name') != 'cpm' or r.get('model.use_center_map') is not True
+      or not isinstance(pools, (list, tuple)) or r.get('model.num_stages') in (1, _MISSING)):
+    return
+  stride = 2 ** sum(bool(p) for p in pools)
+  for field in ('data.crop_size', 'data.crop_width'):
+    size = r.get(field)
+    if not _is_int(size) or size < 8 or (field == 'data.crop_width' and size == 0):
+      continue
+    features = size
+    for p in pools:
+      features = _ceil_pooled(features, 3, 2) if p else features
+    center = _ceil_pooled(size, stride + 1, stride)
+    if features != center:
+      ok = [s for s in range(max(8, size - 8), size + 9) if _ceil_pooled(s, stride + 1, stride)
+            == _pooled_trunk(s, pools)]
+      r.bad(field, size, f'gives {features}-pixel image features but a {center}-pixel pooled '
+            f'center map (stride {stride}); nearby sizes that fit: {ok}')
+
+
+def _pooled_trunk(size, pools):
+  for p in pools:
+    size = _ceil_pooled(size, 3, 2) if p else size
+  return size
+
+
 def _check_data(r):
   names = r.get('data.dataset')
   if names is not _MISSING:
@@ -225,6 +259,7 @@ def _check_data(r):
     r.bad('data.parts', parts, f'must be one of {", ".join(skeleton.SKELETONS)}')
   _int(r, 'data.crop_size', 8)
   _int(r, 'data.crop_width', 8, also=(0,))
+  _check_cpm_crop(r)
   _number(r, 'data.coco_aspect_ratio', 0.0, low_open=True)
   _number(r, 'data.coco_padding', 0.0, low_open=True)
   _number(r, 'data.target_dist', 0.0, low_open=True)
