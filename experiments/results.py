@@ -91,6 +91,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)
   unknown = sorted(set(f.only) - set(claims_lib.GROUPS))
   if unknown:
     raise errors.BadFlag(f'--only: unknown {unknown}; choose from {",".join(claims_lib.GROUPS)}')
