@@ -177,7 +177,7 @@ def test_a_chain_retrains_a_finished_parent_whose_checkpoint_is_gone(claims, tmp
   store = S.Store(str(tmp_path / 'summaries'))
   runs_dir = str(tmp_path / 'runs')
   chain = claims[0].runs.stagewise(0, True)
-  put(store, chain[0], 30.0)  # phase 1 finished in an earlier session
+  put(store, chain[0], 30.0)  # phase 1 finished in another checkout
   put(store, claims[0].runs.joint(2, 0)[0], 50.0)
   make = lambda: plan_lib.build(claims, store, runs_dir, 2, {'schemes'})  # noqa: E731
   first = next(p for p in make().runs if p.spec.key == chain[0].key)

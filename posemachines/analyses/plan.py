@@ -151,7 +151,7 @@ def build(claims, store: summaries_lib.Store, runs_dir: str, seeds: int = 2,
             by_key[s.key].claims.append(claim.key)
   runs = [by_key[k] for k in order]
   # A phase still to train starts from its parent's checkpoint: a finished parent whose
-  # checkpoints are gone (another session) trains again first.
+  # checkpoints are gone (a fresh checkout) trains again first.
   for p in runs:
     p.checkpoint_step = summaries_lib.checkpoint_step(workdir(runs_dir, p.spec))
   for p in reversed(runs):
