@@ -173,6 +173,26 @@ def test_finished_runs_are_skipped_by_their_summaries_alone(claims, tmp_path):
   assert all(p.finished for p in plan_lib.build(claims, store, fresh, 2, {'gradients'}).runs)
 
 
+def test_a_failed_run_is_reported_and_the_others_go_on(claims, tmp_path, capsys):
+  store = S.Store(str(tmp_path / 'summaries'))
+  runs_dir = str(tmp_path / 'runs')
+  runner, calls = _fake_runner()
+
+  def flaky(s, config, work):
+    if s.label in ('cpm_T2_joint_s0', 'cpm_T2_stagewise1_s1'):
+      raise FloatingPointError('Non-finite stage 1 loss')
+    runner(s, config, work)
+  plan_lib.execute(lambda: plan_lib.build(claims, store, runs_dir, 2, {'schemes'}), store,
+                   runs_dir, runner=flaky)
+  assert 'cpm_T2_joint_s0 failed: FloatingPointError: Non-finite stage 1 loss' in \
+      capsys.readouterr().out
+  # Neither failed run is saved, nor the phases that start from the second.
+  labels = sorted(c[0] for c in calls)
+  assert 'cpm_T2_final_only_s0' in labels and 'cpm_T2_stagewise2_s0' in labels
+  assert not {'cpm_T2_stagewise2_s1', 'cpm_T2_finetune_s1'} & set(labels)
+  assert not store.finished(claims[0].runs.joint(2, 0)[0].key)
+
+
 def test_a_chain_retrains_a_finished_parent_whose_checkpoint_is_gone(claims, tmp_path):
   store = S.Store(str(tmp_path / 'summaries'))
   runs_dir = str(tmp_path / 'runs')

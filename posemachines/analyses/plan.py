@@ -259,10 +259,15 @@ def execute(make_plan: Callable[[], Plan], store: summaries_lib.Store, runs_dir:
             on_saved: Callable | None = None) -> list[RunSpec]:
   """Trains what the plan lists as not finished, first to last, planning again after every
   run; at most ``max_runs`` runs. ``on_saved(spec, summary_dir)`` follows every saved summary.
-  Returns the runs trained."""
-  trained = []
+  A run that fails (an exception other than an interruption) is reported and left out, with
+  the phases that start from it, for the rest of this call. Returns the runs trained."""
+  trained, failed = [], set()
+
+  def blocked(s):
+    return s is not None and (s.key in failed or blocked(s.parent))
+
   while max_runs is None or len(trained) < max_runs:
-    todo = make_plan().to_train()
+    todo = [p for p in make_plan().to_train() if not blocked(p.spec)]
     if not todo:
       break
     p = todo[0]
@@ -273,7 +278,13 @@ def execute(make_plan: Callable[[], Plan], store: summaries_lib.Store, runs_dir:
     work = workdir(runs_dir, s)
     print(f'[{len(trained) + 1}{f"/{max_runs}" if max_runs else ""}] {s.label} ({s.key}): '
           f'{"again, for its checkpoint" if p.finished else "training"}', flush=True)
-    runner(s, config, work)
+    try:
+      runner(s, config, work)
+    except Exception as e:  # noqa: BLE001 - one failed run must not stop the others
+      failed.add(s.key)
+      print(f'  {s.label} failed: {type(e).__name__}: {e}; going on with the other runs',
+            flush=True)
+      continue
     trained.append(s)
     if not p.finished:
       d = store.save_workdir(s.label, s.key, work, {
