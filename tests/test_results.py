@@ -212,6 +212,15 @@ def test_a_chain_retrains_a_finished_parent_whose_checkpoint_is_gone(claims, tmp
   assert store.load(chain[0].key)['eval']['stages'][-1]['pck@0.5'] == 0.3  # kept as it was
 
 
+def test_convergence_compares_with_the_evaluation_a_full_interval_earlier():
+  history = [{'step': s, 'pck@0.5': [v / 100]} for s, v in ((500, 60), (1000, 70), (1250, 70.5))]
+  loaded = {'eval': {'history': history}, 'summary': {'config': {'eval_every_steps': 500}}}
+  assert S.last_change(loaded) == pytest.approx(10.5) and not S.converged(loaded)
+  loaded['summary']['config']['eval_every_steps'] = 250
+  assert S.last_change(loaded) == pytest.approx(0.5) and S.converged(loaded)
+  assert S.last_change({'eval': {'history': history[:1]}}) is None
+
+
 # ------------------------------------------------------------------------ seeds rule --
 
 def test_third_seed_where_two_settings_are_within_twice_their_spread(claims, tmp_path):

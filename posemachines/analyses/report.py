@@ -418,8 +418,9 @@ def table_recurrent(rstats):
 DATA_PLAN = {
     'gradients': (
         'The effect is a property of deep networks trained with a loss at the output only, not '
-        'of the data; where it does not show, the model is too shallow for gradients to '
-        'vanish (3 stages of about 20 layers). Check: the same pair of runs with 6 stages.'),
+        'of the data; where it does not show, the model may be too shallow for gradients to '
+        'vanish (3 stages: 14 convolutions from the input to the last belief maps). Check: the '
+        'same pair of runs with 6 stages.'),
     'refinement': (
         'Later stages can only improve on stage 1 where the image is ambiguous locally and the '
         'beliefs of other parts resolve it. Synthetic people tell left from right by global cues '
@@ -457,14 +458,17 @@ DATA_PLAN = {
         'crossing limbs, the second person in front) would pose the problem.'),
     'recurrent_iterations': (
         'Iterations help where the feed-forward output is wrong in ways context fixes (the '
-        'same ambiguities as for the CPM stages). If the first iteration adds nothing, the '
-        'feed-forward module may already see the whole person (its receptive field covers the '
-        'crop), the same reason as for the stage claims.'),
+        'same ambiguities as for the CPM stages). The feed-forward output sees 66 px, less than '
+        'the 86-px person; the first iteration 90 px, the second 114 px: the first brings the '
+        'whole figure into view, the second only more background, which matches the claim. If '
+        'the first adds nothing, the local view already suffices on this data (the same '
+        'question as for the stage claims).'),
     'recurrent_limbs': (
-        'Limb heatmaps help where the parts are ambiguous but the limbs between them are not. '
-        'Synthetic limbs are plain capsules with the same colour as their neighbours; the '
-        'limb targets add supervision but little the keypoints do not already give. A version '
-        'with limbs crossing each other or the second person would test it.'),
+        'Limb heatmaps help where the joints are ambiguous but the limbs between them are not. '
+        'Synthetic limbs are capsules drawn from joint to joint, and left and right limbs look '
+        'alike, so a limb heatmap says little that its two keypoints do not. A version in '
+        'which limbs cross each other or the second person\'s limbs, so that which wrist '
+        'belongs to which elbow is ambiguous, would test it.'),
     'recurrent_visibility': (
         'With about 6% of the parts hidden, a random ranking already scores about 94% AP, so '
         'the paper\'s 90% bar says little here: compare each mode with chance. Exclude can '

@@ -239,11 +239,18 @@ def visibility_ap(loaded: dict, stage: int = -1) -> float:
 
 
 def last_change(loaded: dict) -> float | None:
-  """Final-stage PCKh@0.5 of the final evaluation minus the one before (points), or None."""
+  """Final-stage PCKh@0.5 of the final evaluation minus the one before it (points), or None.
+
+  "Before" is a full evaluation interval earlier where the run has one (a run whose length is
+  not a multiple of the interval also evaluates at its end, shortly after the last regular
+  evaluation)."""
   history = loaded['eval'].get('history') or []
   if len(history) < 2:
     return None
-  return 100 * (history[-1]['pck@0.5'][-1] - history[-2]['pck@0.5'][-1])
+  spacing = (loaded.get('summary', {}).get('config') or {}).get('eval_every_steps') or 0
+  last = history[-1]
+  earlier = [h for h in history[:-1] if h['step'] <= last['step'] - spacing] or history[:-1]
+  return 100 * (last['pck@0.5'][-1] - earlier[-1]['pck@0.5'][-1])
 
 
 def converged(loaded: dict, tolerance: float = 1.0) -> bool:
