@@ -254,6 +254,11 @@ def _after_training(s: RunSpec, config, state, result, work: str) -> None:
       json.dump(summary, f)
 
 
+def _machine() -> str:
+  import jax
+  return f'{jax.devices()[0].platform} x{jax.device_count()}, {os.cpu_count()} CPU cores'
+
+
 def execute(make_plan: Callable[[], Plan], store: summaries_lib.Store, runs_dir: str,
             runner: Callable = train_run, max_runs: int | None = None,
             on_saved: Callable | None = None) -> list[RunSpec]:
@@ -289,7 +294,7 @@ def execute(make_plan: Callable[[], Plan], store: summaries_lib.Store, runs_dir:
     if not p.finished:
       d = store.save_workdir(s.label, s.key, work, {
           'parent': s.parent.key if s.parent else None, 'data': data_version(s.config),
-          'config': json.loads(s.config.to_json_best_effort())})
+          'machine': _machine(), 'config': json.loads(s.config.to_json_best_effort())})
       if on_saved is not None:
         on_saved(s, d)
   return trained
