@@ -11,8 +11,8 @@ decided once the first two are in), trains those not yet finished one at a time 
 training/runs.py in WORKDIR/runs (an interrupted run resumes from its checkpoint there), and
 copies each finished run's summary (evaluations, time, gradient spread) into
 docs/results/runs/<label>-<key>/. A run whose summary is there counts as finished, so a fresh
-checkout skips it without its checkpoints. Then it writes docs/results.md and
-docs/results/*.png from every finished run, whatever --only says.
+checkout skips it without its checkpoints. After every finished run, and at the end, it writes
+docs/results.md and docs/results/*.png from every finished run, whatever --only says.
 
   --plan      print the runs, which are finished and the CPU time left; train nothing
   --max_runs  train at most N runs, then write the page
@@ -108,6 +108,13 @@ def main(argv):
   if f.plan:
     print('\n'.join(plan_lib.describe(make_plan(), store)))
     return
+  fig_dir = os.path.join(os.path.dirname(f.page), 'results')
+
+  def write_page():
+    results = [claims_lib.evaluate(c, store, f.seeds) for c in claims]
+    report.write(results, store, f.page, fig_dir, 'python experiments/results.py')
+    return results
+
   if not f.report:
     def saved(s, d):
       loaded = store.load(s.key)
@@ -118,10 +125,12 @@ def main(argv):
         git_commit([os.path.relpath(d, ROOT)],
                    f'results: {s.label} finished ({summaries.pck(loaded):.1f} PCKh@0.5, '
                    f'{cpu / 60:.0f} CPU min)')
+      try:  # the page follows every finished run (committed at the end)
+        write_page()
+      except Exception as e:  # noqa: BLE001 - a drawing problem must not stop the training
+        print(f'  could not write the page: {type(e).__name__}: {e}', flush=True)
     plan_lib.execute(make_plan, store, runs_dir, max_runs=f.max_runs, on_saved=saved)
-  results = [claims_lib.evaluate(c, store, f.seeds) for c in claims]
-  fig_dir = os.path.join(os.path.dirname(f.page), 'results')
-  report.write(results, store, f.page, fig_dir, 'python experiments/results.py')
+  results = write_page()
   for r in results:
     print(f'{r.claim.title}: {r.text}')
   print(f'Wrote {f.page} and its figures in {fig_dir}')
