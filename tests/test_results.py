@@ -95,12 +95,22 @@ def test_plan_lists_every_run_once_with_its_state_and_cpu_left(claims, tmp_path)
   only = plan_lib.build(claims, store, str(tmp_path / 'runs'), 2, {'gradients'})
   assert [p.spec.label for p in only.runs] == ['cpm_T2_joint_s0', 'cpm_T2_final_only_s0',
                                                'cpm_T2_joint_s1', 'cpm_T2_final_only_s1']
-  # A finished run is listed as such, with its CPU time.
+  # A finished run is listed as such, with its CPU time; an interrupted one with its step and
+  # the CPU time its remaining steps need.
   put(store, joint.spec, 50.0, cpu=1200)
-  text = '\n'.join(plan_lib.describe(plan_lib.build(claims, store, str(tmp_path / 'runs')),
-                                     store))
+  final = plan.runs[labels.index('cpm_T2_final_only_s0')]
+  os.makedirs(os.path.join(plan_lib.workdir(str(tmp_path / 'runs'), final.spec), 'checkpoints',
+                           '2'))
+  again = plan_lib.build(claims, store, str(tmp_path / 'runs'))
+  text = '\n'.join(plan_lib.describe(again, store))
   line = next(l for l in text.splitlines() if l.startswith('cpm_T2_joint_s0 '))
   assert 'finished' in line and '20 min' in line
+  line = next(l for l in text.splitlines() if l.startswith('cpm_T2_final_only_s0 '))
+  assert 'interrupted at step 2' in line
+  rate = plan_lib.rates(store, [joint.spec])  # measured on the finished run: 1200 s / 32 images
+  assert rate['cpm'] == pytest.approx(1200 / 32 / plan_lib._size(joint.spec.config))
+  assert again.runs[labels.index('cpm_T2_final_only_s0')].estimate_s == pytest.approx(
+      plan_lib.estimate(final.spec, rate) / 2)  # half its steps left
 
 
 def test_keys_follow_the_config_and_the_chain_not_the_checkout(claims, tmp_path):
