@@ -335,8 +335,8 @@ def test_scheme_gradient_and_receptive_field_verdicts(claims, tmp_path):
   put_setting(r, rf, 'base', [50, 51])
   put_setting(r, rf, '5/5', [60, 61])
   assert _verdict(rf, r) == (
-      'holds: accuracy rises up to a field of 51 px, the first at least the person\'s height of '
-      '43 px, and gains at most +0.0 points beyond it (21 px 41.0 ± 1.4, 29 px 50.5 ± 0.7, '
+      'holds: accuracy rises up to a field of 51 px, the first of at least 90% of the person\'s '
+      'height of 43 px, and gains at most +0.0 points beyond it (21 px 41.0 ± 1.4, 29 px 50.5 ± 0.7, '
       '51 px 60.5 ± 0.7)')
   put_setting(r, rf, '3/1', [70, 72])
   assert _verdict(rf, r).startswith('does not hold, because accuracy does not rise from the '

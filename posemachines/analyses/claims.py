@@ -32,6 +32,7 @@ CONVERGENCE_POINTS = 1.0
 GROUPS = ('stages', 'schemes', 'gradients', 'receptive_fields', 'recurrent')
 RF_KERNELS = ((3, 1), (3, 3), (7, 7))
 WRISTS, ELBOWS = ('r_wrist', 'l_wrist'), ('r_elbow', 'l_elbow')
+AROUND = 0.9   # a receptive field "around the person's size": at least 90% of its height
 
 
 @dataclasses.dataclass
@@ -382,15 +383,15 @@ def decide_receptive_fields(runs: Runs):
     names = sorted(st, key=lambda n: fields[n])
     height = runs.person_height()
     listed = ', '.join(f'{fields[n]:.0f} px {st[n].text()}' for n in names)
-    reach = next((i for i, n in enumerate(names) if fields[n] >= height), None)
+    reach = next((i for i, n in enumerate(names) if fields[n] >= AROUND * height), None)
     if reach is None:
-      return False, (f'no model\'s field reaches the person\'s height of {height:.0f} px, so '
-                     f'the sweep cannot show saturation there ({listed})')
+      return False, (f'no model\'s field reaches {100 * AROUND:.0f}% of the person\'s height of '
+                     f'{height:.0f} px, so the sweep cannot show saturation there ({listed})')
     stop = _rises(st, names[:reach + 1])
     if stop:
       return False, (f'accuracy does not rise from the field of {fields[stop[0]]:.0f} px to '
-                     f'{fields[stop[1]]:.0f} px, below the person\'s height of {height:.0f} px '
-                     f'({listed})')
+                     f'{fields[stop[1]]:.0f} px, on the way to the person\'s height of '
+                     f'{height:.0f} px ({listed})')
     beyond = [st[n].mean - st[names[reach]].mean for n in names[reach + 1:]]
     tolerance = max(CONVERGENCE_POINTS,
                     2 * max([st[n].sd for n in names[reach:]], default=0.0))
@@ -399,7 +400,8 @@ def decide_receptive_fields(runs: Runs):
                      f'(+{max(beyond):.1f} points after {fields[names[reach]]:.0f} px; '
                      f'{listed})')
     return True, (f'accuracy rises up to a field of {fields[names[reach]]:.0f} px, the first '
-                  f'at least the person\'s height of {height:.0f} px, and gains at most '
+                  f'of at least {100 * AROUND:.0f}% of the person\'s height of {height:.0f} px, '
+                  'and gains at most '
                   f'{max(beyond, default=0.0):+.1f} points beyond it ({listed})')
   return decide
 
