@@ -64,6 +64,8 @@ class Stat:
   def text(self, digits: int = 1) -> str:
     if not self.values:
       return '-'
+    if self.n == 1:  # no spread yet
+      return f'{self.mean:.{digits}f} (1 seed)'
     return f'{self.mean:.{digits}f} ± {self.sd:.{digits}f}'
 
 

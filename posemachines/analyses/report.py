@@ -35,7 +35,13 @@ def _ms(values):
 
 def _fmt(values, digits=1):
   m, s = _ms(values)
-  return '-' if not np.isfinite(m) else f'{m:.{digits}f} ± {s:.{digits}f}'
+  if not np.isfinite(m):
+    return '-'
+  return f'{m:.{digits}f}' + (f' ± {s:.{digits}f}' if len(values) > 1 else ' (1 seed)')
+
+
+def _pm(m, s, n, digits=1):
+  return f'{m:.{digits}f}' + (f' ± {s:.{digits}f}' if n > 1 else '')
 
 
 def per_stage(stat: claims_lib.Stat, metric=S.pck):
@@ -348,7 +354,7 @@ def table_schemes(result):
     chain = result.claim.settings[q.setting](0)
     steps = sum(r.config.num_train_steps for r in chain)
     if s.n:
-      cells = ' | '.join(f'{m:.1f} ± {sd:.1f}' for m, sd in per_stage(s))
+      cells = ' | '.join(_pm(m, sd, s.n) for m, sd in per_stage(s))
     else:
       cells = ' | '.join('-' for _ in range(num))
     lines.append(f'| {q.name} | {steps} | {_seeds(s, result.seeds[q.setting])} | {cells} |')
@@ -398,7 +404,7 @@ def table_recurrent(rstats):
     if not s.n:
       lines.append(f'| {n} | 0/{need} | ' + ' | '.join('-' for _ in names) + ' | - | - |')
       continue
-    pck = ' | '.join(f'{m:.1f} ± {sd:.1f}' for m, sd in per_stage(s))
+    pck = ' | '.join(_pm(m, sd, s.n) for m, sd in per_stage(s))
     ap = ' / '.join(f'{m:.1f}' for m, _ in per_stage(s, S.visibility_ap))
     lines.append(f'| {n} | {_seeds(s, need)} | {pck} | {ap} | {_cpu_minutes(s):.0f} |')
   v = next((l.get('visibility') for s, _ in rstats.values() for l in s.loaded
