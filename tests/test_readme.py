@@ -239,8 +239,7 @@ RULES = [
          append=('--scales=1.0', '--batch_size=2'), needs_flags=('model',)),
     Rule('python -m posemachines.evaluate --dataset=coco',
          replace={'person_keypoints_val2017.json': 'tests/data/coco/annotations/person_keypoints_val2017.json'}),
-    Rule('python experiments/recurrent_ablation.py', append=('--steps=2',),
-         trains='recurrent_synthetic', timeout=600),
+    Rule('python experiments/recurrent_ablation.py --plan', timeout=300),
     # --stages=2 is the joint run that schemes, gradients and receptive_fields share.
     Rule('python experiments/stages.py', append=('--stages=2',), trains='analyses_cpu'),
     Rule('python experiments/schemes.py', append=('--schemes=joint,final_only',),

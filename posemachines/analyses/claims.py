@@ -1,0 +1,557 @@
+"""The papers' claims as settings to train, numbers to compare and a verdict computed from them.
+
+A ``Claim`` names its settings (each a chain of runs per seed: ``settings[name](seed)``), the
+quantities measured on them (a number per seed from the summary of the chain's last run), the
+pairs of quantities it compares, and ``decide``: from the quantities' statistics across seeds,
+whether the claim holds and why, as text with the numbers.
+
+Seeds rule: every setting gets ``seeds`` seeds (at least 2); where a compared pair differs by
+less than twice the larger of the two spreads (standard deviation across seeds) once both have
+their first two seeds, both settings get a third. The decision uses seeds 0 and 1 only, so it
+does not change as more runs finish.
+
+Status of a claim: 'not yet run' until every run it needs has finished; 'not settled' when a
+run has not converged (its final evaluation moved by more than 1 point from the one before);
+otherwise 'holds' or 'does not hold', from ``decide``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable
+
+import numpy as np
+
+from posemachines.analyses import summaries as S
+from posemachines.analyses.plan import RunSpec, spec
+from posemachines.core import overrides
+from posemachines.training import schemes
+
+CONVERGENCE_POINTS = 1.0
+GROUPS = ('stages', 'schemes', 'gradients', 'receptive_fields', 'recurrent')
+RF_KERNELS = ((3, 1), (3, 3), (7, 7))
+WRISTS, ELBOWS = ('r_wrist', 'l_wrist'), ('r_elbow', 'l_elbow')
+AROUND = 0.9   # a receptive field "around the person's size": at least 90% of its height
+
+
+@dataclasses.dataclass
+class Quantity:
+  name: str
+  setting: str
+  value: Callable[[dict], float]   # loaded summary of the chain's last run -> number
+  unit: str = '%'
+
+
+@dataclasses.dataclass
+class Stat:
+  seeds: list[int]
+  values: list[float]
+  loaded: list[dict]
+
+  @property
+  def n(self) -> int:
+    return len(self.values)
+
+  @property
+  def mean(self) -> float:
+    return float(np.mean(self.values)) if self.values else float('nan')
+
+  @property
+  def sd(self) -> float:
+    return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
+
+  def text(self, digits: int = 1) -> str:
+    if not self.values:
+      return '-'
+    if self.n == 1:  # no spread yet
+      return f'{self.mean:.{digits}f} (1 seed)'
+    return f'{self.mean:.{digits}f} ± {self.sd:.{digits}f}'
+
+
+@dataclasses.dataclass
+class Claim:
+  key: str
+  group: str          # --only name
+  title: str
+  statement: str
+  settings: dict      # name -> seed -> [RunSpec] (the last one gives the numbers)
+  quantities: list[Quantity]
+  pairs: list[tuple[str, str]]
+  decide: Callable[[dict], tuple[bool, str]]
+
+  def quantity(self, name: str) -> Quantity:
+    return next(q for q in self.quantities if q.name == name)
+
+
+# ------------------------------------------------------------------------ statistics --
+
+def stats(claim: Claim, store: S.Store, seeds: dict | int) -> dict[str, Stat]:
+  """{quantity: Stat} over the finished seeds below ``seeds`` (per setting, or for all)."""
+  out = {}
+  for q in claim.quantities:
+    n = seeds if isinstance(seeds, int) else seeds[q.setting]
+    st = Stat([], [], [])
+    for seed in range(n):
+      loaded = store.load(claim.settings[q.setting](seed)[-1].key)
+      if loaded is None:
+        continue
+      v = q.value(loaded)
+      if v is None or not math.isfinite(v):
+        continue
+      st.seeds.append(seed)
+      st.values.append(float(v))
+      st.loaded.append(loaded)
+    out[q.name] = st
+  return out
+
+
+def close(a: Stat, b: Stat) -> bool:
+  """Whether two settings differ by less than twice the larger spread of their seeds."""
+  return abs(a.mean - b.mean) < 2 * max(a.sd, b.sd)
+
+
+def seeds_needed(claim: Claim, store: S.Store, seeds: int = 2):
+  """({setting: seeds to train}, [settings whose third seed waits for their first two])."""
+  seeds = max(int(seeds), 2)
+  need = {name: seeds for name in claim.settings}
+  if seeds >= 3:
+    return need, []
+  first = stats(claim, store, 2)
+  waiting = set()
+  for a, b in claim.pairs:
+    sa, sb = first[a], first[b]
+    qa, qb = claim.quantity(a).setting, claim.quantity(b).setting
+    if sa.n == 2 and sb.n == 2:
+      if close(sa, sb):
+        need[qa] = need[qb] = 3
+    else:
+      waiting |= {qa, qb}
+  return need, sorted(w for w in waiting if need[w] < 3)
+
+
+@dataclasses.dataclass
+class Result:
+  claim: Claim
+  status: str            # 'holds', 'does not hold', 'not settled', 'not yet run'
+  text: str              # the verdict as a sentence
+  stats: dict
+  finished: int
+  total: int
+  seeds: dict
+  unconverged: list      # (label, change in points) of runs that did not converge
+
+
+def needed_runs(claim: Claim, need: dict) -> list[RunSpec]:
+  out = {}
+  for name, chain in claim.settings.items():
+    for seed in range(need[name]):
+      for s in chain(seed):
+        out.setdefault(s.key, s)
+  return list(out.values())
+
+
+def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
+  need, _ = seeds_needed(claim, store, seeds)
+  runs = needed_runs(claim, need)
+  finished = sum(store.finished(s.key) for s in runs)
+  st = stats(claim, store, need)
+  unconverged = []
+  last_keys = {claim.settings[name](seed)[-1].key for name in claim.settings
+               for seed in range(need[name])}
+  for s in runs:
+    loaded = store.load(s.key)
+    if s.key in last_keys and loaded is not None and not S.converged(loaded, CONVERGENCE_POINTS):
+      change = S.last_change(loaded)
+      unconverged.append((s.label, change))
+  if finished < len(runs):
+    status, text = 'not yet run', f'not yet run ({finished} of {len(runs)} runs finished)'
+  elif unconverged:
+    listed = ', '.join(f'{label} ({"no earlier evaluation" if c is None else f"{c:+.1f}"})'
+                       for label, c in unconverged)
+    status = 'not settled'
+    text = (f'not settled, because {len(unconverged)} of its runs did not converge (final '
+            f'evaluation more than {CONVERGENCE_POINTS:g} point from the one before: {listed})')
+  else:
+    ok, why = claim.decide(st)
+    status = 'holds' if ok else 'does not hold'
+    text = f'holds: {why}' if ok else f'does not hold, because {why}'
+  return Result(claim, status, text, st, finished, len(runs), need, unconverged)
+
+
+# ----------------------------------------------------------------------- the settings --
+
+class Runs:
+  """The runs of the claims, derived from the CPM and recurrent base configs."""
+
+  def __init__(self, cpm_base, recurrent_base):
+    self.cpm, self.recurrent_base = cpm_base, recurrent_base
+
+  @functools.lru_cache(maxsize=None)
+  def joint(self, stages: int, seed: int, steps: int = 0) -> tuple[RunSpec, ...]:
+    c = overrides.derive(self.cpm, seed=seed, **{'model.num_stages': stages})
+    if steps:
+      c = overrides.derive(c, num_train_steps=steps)
+    c = schemes.phases(c, 'joint')[0].config
+    base = stages == self.cpm.model.num_stages and not steps
+    label = f'cpm_T{stages}_joint' + (f'_{steps}steps' if steps else '') + f'_s{seed}'
+    return (spec(label, c, pictures=base and seed == 0),)
+
+  @functools.lru_cache(maxsize=None)
+  def final_only(self, seed: int) -> tuple[RunSpec, ...]:
+    c = schemes.phases(overrides.derive(self.cpm, seed=seed), 'final_only')[0].config
+    return (spec(f'cpm_T{self.cpm.model.num_stages}_final_only_s{seed}', c),)
+
+  @functools.lru_cache(maxsize=None)
+  def stagewise(self, seed: int, finetune: bool) -> tuple[RunSpec, ...]:
+    t = self.cpm.model.num_stages
+    out = []
+    for phase in schemes.phases(overrides.derive(self.cpm, seed=seed), 'stagewise_finetune'):
+      if phase.name == 'finetune' and not finetune:
+        break
+      name = 'finetune' if phase.name == 'finetune' else f'stagewise{phase.name[len("stage"):]}'
+      out.append(spec(f'cpm_T{t}_{name}_s{seed}', phase.config, parent=out[-1] if out else None))
+    return tuple(out)
+
+  def stagewise_steps(self) -> int:
+    return sum(p.config.num_train_steps for p in schemes.phases(self.cpm, 'stagewise_finetune'))
+
+  @functools.lru_cache(maxsize=None)
+  def rf_config(self, trunk: int, stage: int):
+    from posemachines.analyses import runner
+    base = schemes.phases(self.cpm, 'joint')[0].config
+    return runner.match_parameters(base, trunk, stage, runner._params(base))  # noqa: SLF001
+
+  @functools.lru_cache(maxsize=None)
+  def rf(self, trunk: int, stage: int, seed: int) -> tuple[RunSpec, ...]:
+    c = overrides.derive(self.rf_config(trunk, stage), seed=seed)
+    return (spec(f'cpm_rf{trunk}-{stage}_s{seed}', c),)
+
+  @functools.lru_cache(maxsize=None)
+  def receptive_field(self, trunk: int | None, stage: int | None) -> float:
+    from posemachines import models
+    from posemachines.tools import receptive_field
+    c = self.cpm if trunk is None else self.rf_config(trunk, stage)
+    return float(receptive_field.receptive_fields(models.build(c), c.data.crop_size)[-1][0].size)
+
+  @functools.lru_cache(maxsize=None)
+  def parameters(self, trunk: int | None, stage: int | None) -> int:
+    from posemachines.analyses import runner
+    return runner._params(self.cpm if trunk is None else self.rf_config(trunk, stage))  # noqa
+
+  @functools.lru_cache(maxsize=None)
+  def recurrent(self, occlusion: str, limbs: bool, seed: int) -> tuple[RunSpec, ...]:
+    c = overrides.derive(self.recurrent_base, seed=seed, **{
+        'loss.occlusion': occlusion, 'model.limb_heatmaps': limbs})
+    return (spec(f'recurrent_{occlusion}{"_limbs" if limbs else ""}_s{seed}', c),)
+
+  def person_height(self) -> float:
+    """Height of the normalised person in the crop (px): 200 px x target_dist at 368."""
+    d = self.cpm.data
+    return 200 * d.target_dist * d.crop_size / 368
+
+
+RECURRENT_VARIANTS = (('include', True), ('include', False), ('exclude', True), ('ignore', True))
+
+
+def recurrent_name(occlusion: str, limbs: bool) -> str:
+  return f'{occlusion} + limbs' if limbs else f'{occlusion}, no limbs'
+
+
+# ------------------------------------------------------------------------ the claims --
+
+def _final(loaded):
+  return S.pck(loaded)
+
+
+def _stage(t):
+  return lambda loaded: S.pck(loaded, t)
+
+
+def _parts(parts, t):
+  return lambda loaded: S.part_pck(loaded, parts, t)
+
+
+def _grad_log_std(loaded):
+  g = loaded.get('gradients')
+  if not g:
+    return None
+  layer = g['layers'][0]
+  return math.log10(g['std'][layer][-1])
+
+
+def _seq(stats, names, digits=1):
+  return ', '.join(f'{n} {stats[n].text(digits)}' for n in names)
+
+
+def _rises(stats, names):
+  """The first consecutive pair whose mean does not rise, or None."""
+  for a, b in zip(names, names[1:]):
+    if not stats[b].mean > stats[a].mean:
+      return a, b
+  return None
+
+
+def decide_gradients(st):
+  w, wo = st['with intermediate supervision'], st['without (final stage only)']
+  by_seed = dict(zip(wo.seeds, wo.loaded))
+  ratios = []
+  for seed, lw in zip(w.seeds, w.loaded):
+    if seed in by_seed:
+      ratios.append(10 ** (_grad_log_std(lw) - _grad_log_std(by_seed[seed])))
+  g = w.loaded[0]['gradients']
+  layer, steps = g['layers'][0], g['steps']
+  first = next((i for i, s in enumerate(steps) if s > 0), 0)
+
+  def kept(stat):
+    return np.mean([l['gradients']['std'][layer][-1] / l['gradients']['std'][layer][first]
+                    for l in stat.loaded])
+  ratio = float(np.exp(np.mean(np.log(ratios))))
+  text = (f'at {layer}, nearest the input, the standard deviation of the gradient values at '
+          f'the last recording (step {steps[-1]}) is {ratio:.2f} times that without '
+          f'intermediate supervision (per seed: {", ".join(f"{r:.2f}" for r in ratios)}); from '
+          f'the first recording after initialisation (step {steps[first]}) to the last it went '
+          f'to {100 * kept(w):.0f}% of its value with intermediate supervision and to '
+          f'{100 * kept(wo):.0f}% without')
+  if ratio >= 2 and min(ratios) > 1:
+    return True, text
+  return False, text + ' (the claim needs a ratio of at least 2 in every seed)'
+
+
+def decide_stages(st):
+  names = [q for q in st]
+  means = [st[n].mean for n in names]
+  gains = np.diff(means)
+  listed = _seq(st, names)
+  upto5 = names[:5]
+  stop = _rises(st, upto5)
+  if stop:
+    return False, (f'the final stage\'s accuracy does not rise from {stop[0]} to {stop[1]} '
+                   f'({listed})')
+  if len(gains) < 5:
+    return True, f'the final stage\'s accuracy rises with every stage ({listed})'
+  if not (gains[4] <= CONVERGENCE_POINTS or gains[4] < gains[3]):
+    return False, (f'the gain from T=5 to T=6 ({gains[4]:+.1f}) is not smaller than from T=4 '
+                   f'to T=5 ({gains[3]:+.1f}) ({listed})')
+  within = [f'{a} -> {b}' for a, b in zip(upto5, upto5[1:]) if close(st[a], st[b])]
+  note = (f'; the rises {", ".join(within)} are within twice the seeds\' spread'
+          if within else '')
+  return True, (f'the final stage\'s accuracy rises with every stage up to 5 and the gain '
+                f'from 5 to 6 is {gains[4]:+.1f} points ({listed}){note}')
+
+
+def decide_refinement(st):
+  stages = [n for n in st if ':' not in n]
+  parts = {'all parts': stages, 'wrists': [f'{n}: wrists' for n in stages],
+           'elbows': [f'{n}: elbows' for n in stages]}
+  texts, ok = [], True
+  for what, names in parts.items():
+    texts.append(f'{what} ' + ' / '.join(st[n].text() for n in names))
+    if _rises(st, names):
+      ok = False
+  text = (f'PCKh@0.5 of stages {" / ".join(n.split(" ")[1] for n in stages)}: '
+          + '; '.join(texts))
+  return (True, text) if ok else (False, 'not every stage improves on the one before: ' + text)
+
+
+def decide_schemes(st):
+  i, ii, iii, iv = (st[k] for k in ('(i) joint', '(ii) stage-wise',
+                                    '(iii) stage-wise + fine-tuning', '(iv) final stage only'))
+  longer = st['(i) joint, as many steps as (iii)']
+  parts, ok = [], True
+  beats = [n for n, s in (('(ii)', ii), ('(iii)', iii), ('(iv)', iv)) if not i.mean > s.mean]
+  ok &= not beats
+  parts.append(f'(i) {i.text()} ' + ('beats every other scheme' if not beats else
+                                    f'does not beat {", ".join(beats)}'))
+  below = ii.mean < i.mean
+  ok &= below
+  parts.append(f'(ii) stage-wise ends {"below" if below else "above"} (i) at {ii.text()}')
+  near = i.mean - iii.mean <= 2.0
+  slower = ii.mean < i.mean - max(i.mean - iii.mean, 0)
+  ok &= near and slower
+  parts.append(f'(iii) reaches {iii.text()} after {iii.loaded[0]["eval"]["step"]} more steps of '
+               f'fine-tuning ({"within" if near else "more than"} 2 points of (i); '
+               f'{longer.text()} for (i) with as many steps)')
+  worst = iv.mean < min(i.mean, ii.mean, iii.mean)
+  ok &= worst
+  parts.append(f'(iv) final-stage loss only {"is the worst" if worst else "is not the worst"} '
+               f'at {iv.text()}')
+  return ok, '; '.join(parts)
+
+
+def decide_receptive_fields(runs: Runs):
+  def decide(st):
+    fields = {n: runs.receptive_field(*_rf_kernels(n)) for n in st}
+    names = sorted(st, key=lambda n: fields[n])
+    height = runs.person_height()
+    listed = ', '.join(f'{fields[n]:.0f} px {st[n].text()}' for n in names)
+    reach = next((i for i, n in enumerate(names) if fields[n] >= AROUND * height), None)
+    if reach is None:
+      return False, (f'no model\'s field reaches {100 * AROUND:.0f}% of the person\'s height of '
+                     f'{height:.0f} px, so the sweep cannot show saturation there ({listed})')
+    stop = _rises(st, names[:reach + 1])
+    if stop:
+      return False, (f'accuracy does not rise from the field of {fields[stop[0]]:.0f} px to '
+                     f'{fields[stop[1]]:.0f} px, on the way to the person\'s height of '
+                     f'{height:.0f} px ({listed})')
+    beyond = [st[n].mean - st[names[reach]].mean for n in names[reach + 1:]]
+    tolerance = max(CONVERGENCE_POINTS,
+                    2 * max([st[n].sd for n in names[reach:]], default=0.0))
+    if beyond and max(beyond) > tolerance:
+      return False, (f'accuracy keeps rising beyond the person\'s height of {height:.0f} px '
+                     f'(+{max(beyond):.1f} points after {fields[names[reach]]:.0f} px; '
+                     f'{listed})')
+    return True, (f'accuracy rises up to a field of {fields[names[reach]]:.0f} px, the first '
+                  f'of at least {100 * AROUND:.0f}% of the person\'s height of {height:.0f} px, '
+                  'and gains at most '
+                  f'{max(beyond, default=0.0):+.1f} points beyond it ({listed})')
+  return decide
+
+
+def _rf_kernels(name: str):
+  if name.startswith('base'):
+    return None, None
+  trunk, stage = name.split(' ')[0].split('/')
+  return int(trunk), int(stage)
+
+
+def decide_occlusion(st):
+  inc, exc, ign = (st[recurrent_name(m, True)] for m in ('include', 'exclude', 'ignore'))
+  text = (f'PCKh@0.5 of the last output: include {inc.text()}, exclude {exc.text()}, ignore '
+          f'{ign.text()}')
+  if not (inc.mean > exc.mean and inc.mean > ign.mean):
+    return False, 'including occluded keypoints is not the best mode: ' + text
+  if inc.mean - exc.mean < 1.0:
+    return False, (f'excluding them costs only {inc.mean - exc.mean:.1f} points, less than '
+                   f'one: ' + text)
+  return True, text + f'; excluding them costs {inc.mean - exc.mean:.1f} points'
+
+
+def decide_iterations(st):
+  ff, it1, it2 = (st[f'{o}'] for o in ('feed-forward', 'iteration 1', 'iteration 2'))
+  g1, g2 = it1.mean - ff.mean, it2.mean - it1.mean
+  text = (f'PCKh@0.5 of the include model without limbs: feed-forward {ff.text()}, iteration '
+          f'1 {it1.text()} ({g1:+.1f}), iteration 2 {it2.text()} ({g2:+.1f})')
+  if g1 <= 0:
+    return False, 'the first iteration adds nothing: ' + text
+  if not (abs(g2) <= 1.0 and g2 < g1):
+    return False, 'the second iteration changes accuracy by more than a point: ' + text
+  return True, text
+
+
+def decide_limbs(st):
+  with_, without = st['include + limbs'], st['include, no limbs']
+  text = f'PCKh@0.5 of the last output {with_.text()} with limb heatmaps, {without.text()} without'
+  return (True, text) if with_.mean > without.mean else (False, 'limb heatmaps do not add '
+                                                         'accuracy: ' + text)
+
+
+def decide_visibility(st):
+  aps = {m: st[recurrent_name(m, True)] for m in ('include', 'exclude', 'ignore')}
+  text = 'visibility AP of the last output: ' + ', '.join(f'{m} {s.text()}'
+                                                           for m, s in aps.items())
+  best = max(aps, key=lambda m: aps[m].mean)
+  if best != 'exclude':
+    return False, f'{best}, not exclude, gives the best visibility AP ({text})'
+  low = [m for m, s in aps.items() if not s.mean > 90]
+  if low:
+    return False, f'{", ".join(low)} stay at or below 90% ({text})'
+  return True, text
+
+
+def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS) -> list[Claim]:
+  """Every claim of the two papers on these base configs (``rf_kernels``: the (trunk, stage)
+  kernel pairs of the receptive-field sweep besides the base model)."""
+  runs = Runs(cpm_base, recurrent_base)
+  base_t = cpm_base.model.num_stages
+  joint = lambda seed: runs.joint(base_t, seed)  # noqa: E731
+  claims = []
+  claims.append(Claim(
+      'gradients', 'gradients', 'Gradients across depth (CPM Fig. 5)',
+      'With intermediate supervision the gradients keep their spread at the layers near the '
+      'input through training; without it they vanish there.',
+      {'joint': joint, 'final_only': runs.final_only},
+      [Quantity('with intermediate supervision', 'joint', _grad_log_std, 'log10'),
+       Quantity('without (final stage only)', 'final_only', _grad_log_std, 'log10')],
+      [('with intermediate supervision', 'without (final stage only)')], decide_gradients))
+  claims.append(Claim(
+      'refinement', 'stages', 'Every stage refines the previous one (CPM Fig. 6a / 7)',
+      'Within one model every stage refines the previous one: per-stage accuracy, and the '
+      'belief maps of hard parts such as wrists and elbows.',
+      {'joint': joint},
+      [Quantity(f'stage {t + 1}', 'joint', _stage(t)) for t in range(base_t)]
+      + [Quantity(f'stage {t + 1}: wrists', 'joint', _parts(WRISTS, t)) for t in range(base_t)]
+      + [Quantity(f'stage {t + 1}: elbows', 'joint', _parts(ELBOWS, t)) for t in range(base_t)],
+      [(f'stage {t}', f'stage {t + 1}') for t in range(1, base_t)], decide_refinement))
+  ts = range(1, 7)
+  claims.append(Claim(
+      'stages', 'stages', 'Number of stages (CPM Fig. 6c)',
+      'Accuracy of the final stage rises with the number of stages, monotonically up to about '
+      '5, with diminishing returns at 6.',
+      {f'T={t}': (lambda seed, t=t: runs.joint(t, seed)) for t in ts},
+      [Quantity(f'T={t}', f'T={t}', _final) for t in ts],
+      [(f'T={t}', f'T={t + 1}') for t in ts[:-1]], decide_stages))
+  long_steps = runs.stagewise_steps()
+  claims.append(Claim(
+      'schemes', 'schemes', 'Training schemes (CPM Fig. 6b)',
+      '(i) Joint training with intermediate supervision beats every other scheme; (ii) '
+      'stage-wise training saturates below it; (iii) stage-wise training then joint '
+      'fine-tuning comes close to (i) but needs more iterations; (iv) joint training without '
+      'intermediate supervision is worst.',
+      {'joint': joint,
+       'stagewise': lambda seed: runs.stagewise(seed, False),
+       'stagewise_finetune': lambda seed: runs.stagewise(seed, True),
+       'final_only': runs.final_only,
+       'joint_long': lambda seed: runs.joint(base_t, seed, long_steps)},
+      [Quantity('(i) joint', 'joint', _final),
+       Quantity('(ii) stage-wise', 'stagewise', _final),
+       Quantity('(iii) stage-wise + fine-tuning', 'stagewise_finetune', _final),
+       Quantity('(iv) final stage only', 'final_only', _final),
+       Quantity('(i) joint, as many steps as (iii)', 'joint_long', _final)],
+      [('(i) joint', '(ii) stage-wise'), ('(i) joint', '(iii) stage-wise + fine-tuning'),
+       ('(i) joint', '(iv) final stage only'),
+       ('(iii) stage-wise + fine-tuning', '(i) joint, as many steps as (iii)')],
+      decide_schemes))
+  rf_names = {'base': joint}
+  for tk, sk in rf_kernels:
+    rf_names[f'{tk}/{sk}'] = lambda seed, tk=tk, sk=sk: runs.rf(tk, sk, seed)
+  order = sorted(rf_names, key=lambda n: runs.receptive_field(*_rf_kernels(n)))
+  claims.append(Claim(
+      'receptive_fields', 'receptive_fields', 'Receptive field (CPM Fig. 4)',
+      'Accuracy rises with the receptive field at about constant parameter count and '
+      'saturates around the size of the normalised person.',
+      rf_names, [Quantity(n, n, _final) for n in rf_names],
+      list(zip(order, order[1:])), decide_receptive_fields(runs)))
+  rec = {recurrent_name(m, l): (lambda seed, m=m, l=l: runs.recurrent(m, l, seed))
+         for m, l in RECURRENT_VARIANTS}
+  modes = [recurrent_name(m, True) for m in ('include', 'exclude', 'ignore')]
+  claims.append(Claim(
+      'recurrent_occlusion', 'recurrent', 'Occluded keypoints in training (recurrent, Table I)',
+      'Including occluded keypoints in training gives the best PCKh; excluding them (as '
+      'background) costs a few points.',
+      {m: rec[m] for m in modes}, [Quantity(m, m, _final) for m in modes],
+      [(modes[0], modes[1]), (modes[0], modes[2])], decide_occlusion))
+  no_limbs = recurrent_name('include', False)
+  outputs = ['feed-forward', 'iteration 1', 'iteration 2']
+  claims.append(Claim(
+      'recurrent_iterations', 'recurrent', 'Recurrent iterations (recurrent, Table I)',
+      'One recurrent iteration adds accuracy over the feed-forward output; a second adds '
+      'little.',
+      {no_limbs: rec[no_limbs]},
+      [Quantity(o, no_limbs, _stage(i)) for i, o in enumerate(outputs)],
+      [(outputs[0], outputs[1]), (outputs[1], outputs[2])], decide_iterations))
+  claims.append(Claim(
+      'recurrent_limbs', 'recurrent', 'Limb heatmaps (recurrent, Table I)',
+      'Limb (body-part) heatmaps add accuracy on top of the iterations.',
+      {'include + limbs': rec['include + limbs'], no_limbs: rec[no_limbs]},
+      [Quantity('include + limbs', 'include + limbs', _final),
+       Quantity(no_limbs, no_limbs, _final)],
+      [('include + limbs', no_limbs)], decide_limbs))
+  claims.append(Claim(
+      'recurrent_visibility', 'recurrent', 'Visibility (recurrent, Fig. 7)',
+      'Excluding occluded keypoints gives the best visibility AP, all modes above 90%.',
+      {m: rec[m] for m in modes}, [Quantity(m, m, S.visibility_ap) for m in modes],
+      [(modes[1], modes[0]), (modes[1], modes[2])], decide_visibility))
+  for c in claims:
+    c.runs = runs
+  return claims

@@ -1,0 +1,300 @@
+"""The runs the claims need, which of them are finished, and training the rest.
+
+A ``RunSpec`` is one training run: a label, a config and, for a phase of a chained scheme, the
+run whose last checkpoint starts it. Its key hashes the config (with ``init_from`` replaced by
+the parent run's key, so that keys do not depend on where a checkout lives) and the version of
+the data set; a run is finished when the summary store holds its key
+(posemachines/analyses/summaries.py), so a fresh checkout skips it without its checkpoints.
+
+``build`` lists the runs for a set of claims and seeds, applying the seeds rule
+(posemachines/analyses/claims.py: a third seed where two compared settings differ by less than
+twice their seeds' spread, decided once the first two seeds are in). ``execute`` trains the
+runs that are not finished, one at a time, through training/runs.py (an interrupted run
+resumes from its checkpoint in the runs directory), and saves each one's summary as it
+finishes; it plans again after every run, so that third seeds follow as soon as they are due.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import resource
+import time
+from typing import Any, Callable
+
+from posemachines.analyses import summaries as summaries_lib
+from posemachines.core import overrides
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  label: str
+  config: Any = dataclasses.field(repr=False, compare=False)
+  key: str = ''
+  parent: 'RunSpec | None' = dataclasses.field(default=None, repr=False, compare=False)
+  pictures: bool = False    # draw every stage's belief maps of the hard parts after training
+
+  @property
+  def kind(self) -> str:
+    return self.config.model.name
+
+
+def data_version(config) -> str:
+  """The version of the data set the config trains on ('' for real data sets)."""
+  if config.data.dataset == 'synthetic_people':
+    from posemachines.data import synthetic
+    return f'synthetic_people {synthetic.SyntheticPeople.VERSION}'
+  return config.data.dataset
+
+
+def run_key(config, parent: RunSpec | None = None) -> str:
+  c = overrides.derive(config, init_from='')
+  text = (c.to_json_best_effort(sort_keys=True) + f'|after={parent.key if parent else ""}'
+          f'|data={data_version(config)}')
+  return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def spec(label: str, config, parent: RunSpec | None = None, pictures: bool = False) -> RunSpec:
+  config = overrides.derive(config, init_from='')
+  return RunSpec(label, config, run_key(config, parent), parent, pictures)
+
+
+# ---------------------------------------------------------------------------- the plan --
+
+@dataclasses.dataclass
+class Planned:
+  spec: RunSpec
+  claims: list[str]
+  finished: bool
+  checkpoint_step: int | None = None   # newest checkpoint in the runs directory
+  retrain: bool = False                # finished, but a later phase needs its checkpoint
+  estimate_s: float = 0.0              # CPU seconds still to spend on it
+
+  @property
+  def to_train(self) -> bool:
+    return not self.finished or self.retrain
+
+
+@dataclasses.dataclass
+class Plan:
+  runs: list[Planned]
+  undecided: list[str]          # settings whose third seed waits for the first two
+  undecided_estimate_s: float   # CPU seconds those third seeds would take
+
+  def to_train(self) -> list[Planned]:
+    return [p for p in self.runs if p.to_train]
+
+  @property
+  def estimate_s(self) -> float:
+    return sum(p.estimate_s for p in self.runs)
+
+
+def workdir(runs_dir: str, s: RunSpec) -> str:
+  return os.path.join(runs_dir, f'{s.label}-{s.key}')
+
+
+# CPU seconds per training image for the 3-stage CPM at 96x96 on the 2-core machine (measured
+# runs replace these: see ``rates``); other models scale with their number of stages.
+DEFAULT_RATES = {'cpm': 0.07, 'recurrent': 0.08}
+
+
+def _size(config) -> float:
+  if config.model.name == 'cpm':
+    return (1 + 0.5 * (config.model.num_stages - 1)) / 2 * (config.data.crop_size / 96) ** 2
+  return (config.data.crop_size / 96) ** 2
+
+
+def _images(config) -> float:
+  return float(config.num_train_steps * config.batch_size)
+
+
+def rates(store: summaries_lib.Store, specs) -> dict:
+  """CPU seconds per image and size unit, from the finished runs among ``specs`` (median)."""
+  measured = {}
+  for s in specs:
+    loaded = store.load(s.key)
+    cpu = loaded and summaries_lib.cpu_seconds(loaded)
+    if cpu:
+      measured.setdefault(s.kind, []).append(cpu / (_images(s.config) * _size(s.config)))
+  out = dict(DEFAULT_RATES)
+  for kind, values in measured.items():
+    out[kind] = sorted(values)[len(values) // 2]
+  return out
+
+
+def estimate(s: RunSpec, rate: dict, done_steps: int = 0) -> float:
+  left = max(s.config.num_train_steps - done_steps, 0) * s.config.batch_size
+  return left * _size(s.config) * rate.get(s.kind, DEFAULT_RATES['cpm'])
+
+
+def build(claims, store: summaries_lib.Store, runs_dir: str, seeds: int = 2,
+          only=None) -> Plan:
+  """The runs of every claim whose group is in ``only`` (default all), in order, each once."""
+  from posemachines.analyses import claims as claims_lib
+  chosen = [c for c in claims if only is None or c.group in only]
+  order, by_key, undecided, extra = [], {}, [], []
+  for claim in chosen:
+    need, waiting = claims_lib.seeds_needed(claim, store, seeds)
+    undecided += [f'{claim.key}: {name}' for name in waiting]
+    for name in waiting:
+      extra += claim.settings[name](2)
+    for seed in range(max(need.values(), default=0)):
+      for name, chain in claim.settings.items():
+        if seed >= need[name]:
+          continue
+        for s in chain(seed):
+          if s.key not in by_key:
+            by_key[s.key] = Planned(s, [], store.finished(s.key))
+            order.append(s.key)
+          if claim.key not in by_key[s.key].claims:
+            by_key[s.key].claims.append(claim.key)
+  runs = [by_key[k] for k in order]
+  # A phase still to train starts from its parent's checkpoint: a finished parent whose
+  # checkpoints are gone (a fresh checkout) trains again first.
+  for p in runs:
+    p.checkpoint_step = summaries_lib.checkpoint_step(workdir(runs_dir, p.spec))
+  for p in reversed(runs):
+    parent = p.spec.parent
+    if p.to_train and parent is not None:
+      q = by_key[parent.key]
+      if q.checkpoint_step != parent.config.num_train_steps:
+        q.retrain = True
+  rate = rates(store, [p.spec for p in runs])
+  for p in runs:
+    if p.to_train:
+      p.estimate_s = estimate(p.spec, rate, p.checkpoint_step or 0)
+  extra_s = sum(estimate(s, rate) for s in {s.key: s for s in extra
+                                              if s.key not in by_key}.values())
+  return Plan(runs, undecided, extra_s)
+
+
+def _minutes(seconds) -> str:
+  return '-' if seconds is None else f'{seconds / 60:.0f} min'
+
+
+def describe(plan: Plan, store: summaries_lib.Store) -> list[str]:
+  """The plan as lines of text: every run, its state and CPU time, and the CPU time left."""
+  lines = [f'{"run":<34} {"key":<10} {"steps":>6}  {"state":<28} {"CPU":>8}  claims']
+  for p in plan.runs:
+    s = p.spec
+    if p.finished:
+      loaded = store.load(s.key)
+      state = 'finished' + (', checkpoint needed' if p.retrain else '')
+      cpu = summaries_lib.cpu_seconds(loaded)
+    elif p.checkpoint_step:
+      state, cpu = f'interrupted at step {p.checkpoint_step}', p.estimate_s
+    else:
+      state, cpu = 'to train', p.estimate_s
+    if p.to_train and p.finished:
+      cpu = p.estimate_s
+    lines.append(f'{s.label:<34} {s.key:<10} {s.config.num_train_steps:>6}  {state:<28} '
+                 f'{_minutes(cpu):>8}  {",".join(p.claims)}')
+  done = [p for p in plan.runs if p.finished]
+  spent = sum(summaries_lib.cpu_seconds(store.load(p.spec.key)) or 0 for p in done)
+  lines += ['', f'{len(done)} of {len(plan.runs)} runs finished ({spent / 3600:.1f} CPU hours '
+            f'spent); {len(plan.to_train())} to train: about {plan.estimate_s / 3600:.1f} CPU '
+            'hours left']
+  if plan.undecided:
+    claims = sorted({u.split(':')[0] for u in plan.undecided})
+    lines.append(f'third seeds of {len(plan.undecided)} settings wait for their first two '
+                 f'(claims {", ".join(claims)}): up to {plan.undecided_estimate_s / 3600:.1f} '
+                 'more CPU hours')
+  return lines
+
+
+# --------------------------------------------------------------------------- training --
+
+def _cpu_now() -> float:
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  children = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def train_run(s: RunSpec, config, work: str) -> None:
+  """Trains (or resumes) one run in ``work`` through training/runs.py, adding the wall and CPU
+  time of this attempt to ``work``/cpu_time.json (also when it is interrupted)."""
+  from posemachines.training import runs
+  os.makedirs(work, exist_ok=True)
+  outputs = ((summaries_lib.BELIEF_PICTURE,) if s.pictures else ()) + (
+      (summaries_lib.VISIBILITY_PR,) if s.kind == 'recurrent' else ())
+  cpu0, wall0, load0 = _cpu_now(), time.time(), os.getloadavg()[0]
+  try:
+    runs.run_once(config, work, s.label, on_trained=lambda state, result, d: _after_training(
+        s, config, state, result, d), outputs=outputs)
+  finally:
+    path = os.path.join(work, summaries_lib.CPU_TIME)
+    info = json.load(open(path)) if os.path.exists(path) else {
+        'seconds': 0.0, 'cpu_seconds': 0.0, 'attempts': 0, 'load_average': []}
+    info['seconds'] += time.time() - wall0
+    info['cpu_seconds'] += _cpu_now() - cpu0
+    info['attempts'] += 1
+    info['load_average'].append([round(load0, 2), round(os.getloadavg()[0], 2)])
+    with open(path, 'w') as f:
+      json.dump(info, f)
+
+
+def _after_training(s: RunSpec, config, state, result, work: str) -> None:
+  import jax
+  if s.pictures:
+    from posemachines import models
+    from posemachines.training import pictures
+    c = overrides.derive(config, num_pictures=2)
+    pictures.training_pictures(c, models.build(c), jax.device_get(state.variables), work,
+                               parts=('r_elbow', 'l_elbow', 'r_wrist', 'l_wrist'))
+  if s.kind == 'recurrent':
+    from posemachines.training import loop
+    mesh = loop.make_mesh()
+    eval_fn = loop.build(config, mesh).eval_step
+    out = loop.run_evaluation(config, state.variables, eval_fn, mesh, keep_predictions=True)
+    ann = out['annotated'] > 0
+    summary = summaries_lib.precision_recall_summary(out['predictions'][-1][..., 2][ann],
+                                                     out['visible'][ann] > 0)
+    with open(os.path.join(work, summaries_lib.VISIBILITY_PR), 'w') as f:
+      json.dump(summary, f)
+
+
+def _machine() -> str:
+  import jax
+  return f'{jax.devices()[0].platform} x{jax.device_count()}, {os.cpu_count()} CPU cores'
+
+
+def execute(make_plan: Callable[[], Plan], store: summaries_lib.Store, runs_dir: str,
+            runner: Callable = train_run, max_runs: int | None = None,
+            on_saved: Callable | None = None) -> list[RunSpec]:
+  """Trains what the plan lists as not finished, first to last, planning again after every
+  run; at most ``max_runs`` runs. ``on_saved(spec, summary_dir)`` follows every saved summary.
+  A run that fails (an exception other than an interruption) is reported and left out, with
+  the phases that start from it, for the rest of this call. Returns the runs trained."""
+  trained, failed = [], set()
+
+  def blocked(s):
+    return s is not None and (s.key in failed or blocked(s.parent))
+
+  while max_runs is None or len(trained) < max_runs:
+    todo = [p for p in make_plan().to_train() if not blocked(p.spec)]
+    if not todo:
+      break
+    p = todo[0]
+    s = p.spec
+    config = s.config
+    if s.parent is not None:
+      config = overrides.derive(config, init_from=os.path.abspath(workdir(runs_dir, s.parent)))
+    work = workdir(runs_dir, s)
+    print(f'[{len(trained) + 1}{f"/{max_runs}" if max_runs else ""}] {s.label} ({s.key}): '
+          f'{"again, for its checkpoint" if p.finished else "training"}', flush=True)
+    try:
+      runner(s, config, work)
+    except Exception as e:  # noqa: BLE001 - one failed run must not stop the others
+      failed.add(s.key)
+      print(f'  {s.label} failed: {type(e).__name__}: {e}; going on with the other runs',
+            flush=True)
+      continue
+    trained.append(s)
+    if not p.finished:
+      d = store.save_workdir(s.label, s.key, work, {
+          'parent': s.parent.key if s.parent else None, 'data': data_version(s.config),
+          'machine': _machine(), 'config': json.loads(s.config.to_json_best_effort())})
+      if on_saved is not None:
+        on_saved(s, d)
+  return trained

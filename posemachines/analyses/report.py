@@ -1,0 +1,632 @@
+"""docs/results.md and its figures, from the claims' results (posemachines/analyses/claims.py).
+
+Every number on the page comes from the committed run summaries; a claim whose runs have not
+all finished shows what has finished so far, marked as such. Figures draw the mean across
+seeds with error bars of one standard deviation.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+
+from posemachines.analyses import claims as claims_lib
+from posemachines.analyses import summaries as S
+
+FIGURES = ('gradients.png', 'gradient_spread.png', 'stages.png', 'refinement.png',
+           'belief_maps.png', 'schemes.png', 'receptive_fields.png', 'recurrent.png',
+           'convergence.png')
+
+
+def _plt():
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def _ms(values):
+  values = [v for v in values if v is not None and np.isfinite(v)]
+  if not values:
+    return float('nan'), float('nan')
+  return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _fmt(values, digits=1):
+  m, s = _ms(values)
+  if not np.isfinite(m):
+    return '-'
+  return f'{m:.{digits}f}' + (f' ± {s:.{digits}f}' if len(values) > 1 else ' (1 seed)')
+
+
+def _pm(m, s, n, digits=1):
+  return f'{m:.{digits}f}' + (f' ± {s:.{digits}f}' if n > 1 else '')
+
+
+def per_stage(stat: claims_lib.Stat, metric=S.pck):
+  """[(mean, sd)] per stage (output) across the stat's seeds."""
+  if not stat.loaded:
+    return []
+  n = len(stat.loaded[0]['eval']['stages'])
+  return [_ms([metric(l, t) for l in stat.loaded]) for t in range(n)]
+
+
+def _cpu_minutes(stat):
+  return _ms([(S.cpu_seconds(l) or np.nan) / 60 for l in stat.loaded])[0]
+
+
+def _seeds(stat, need):
+  return f'{stat.n}/{need}'
+
+
+def _save(fig, path):
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  _plt().close(fig)
+
+
+# ---------------------------------------------------------------------------- figures --
+
+def figure_gradients(result, outdir):
+  w = result.stats['with intermediate supervision']
+  wo = result.stats['without (final stage only)']
+  if not (w.loaded and wo.loaded):
+    return []
+  plt = _plt()
+  runs = (('with intermediate supervision', w.loaded[0]['gradients']),
+          ('without (final stage only)', wo.loaded[0]['gradients']))
+  layers = runs[0][1]['layers']
+  fig, axes = plt.subplots(2, len(layers), squeeze=False, figsize=(2.5 * len(layers), 5.2))
+  for c, layer in enumerate(layers):
+    limit = max(g['histogram'][layer]['limit'] for _, g in runs)
+    for r, (label, g) in enumerate(runs):
+      ax = axes[r, c]
+      h = g['histogram'][layer]
+      edges = np.linspace(-h['limit'], h['limit'], len(h['counts'][0]) + 1)
+      centres = 0.5 * (edges[1:] + edges[:-1])
+      keep = [i for i, s in enumerate(g['steps']) if s > 0]
+      colours = plt.get_cmap('viridis')(np.linspace(0, 0.9, max(len(keep), 1)))
+      for colour, i in zip(colours, keep):
+        counts = np.asarray(h['counts'][i], float)
+        ax.plot(centres, np.maximum(counts / max(g['size'][layer], 1), 1e-5), color=colour,
+                lw=1, label=f'step {g["steps"][i]}')
+      ax.set_yscale('log')
+      ax.set_ylim(1e-5, 1)
+      ax.set_xlim(-limit, limit)
+      ax.tick_params(labelsize=6)
+      ax.xaxis.get_offset_text().set_fontsize(6)
+      if r == 0:
+        ax.set_title(layer, fontsize=8)
+      if c == 0:
+        ax.set_ylabel(f'{label}\nfraction of weights', fontsize=7)
+      if r == 1:
+        ax.set_xlabel('gradient value', fontsize=7)
+  axes[0, -1].legend(fontsize=5, loc='upper right')
+  fig.suptitle('gradient values per layer, input side on the left (seed 0; one curve per '
+               'recording after initialisation)', fontsize=8)
+  _save(fig, os.path.join(outdir, 'gradients.png'))
+  fig, axes = plt.subplots(1, len(layers), squeeze=False, figsize=(2.4 * len(layers), 2.8))
+  for ax, layer in zip(axes[0], layers):
+    for stat, label, style in ((w, 'with', '-'), (wo, 'without', '--')):
+      steps = stat.loaded[0]['gradients']['steps']
+      rows = [l['gradients']['std'][layer] for l in stat.loaded
+              if len(l['gradients']['std'][layer]) == len(steps)]
+      arr = np.asarray(rows)
+      sd = arr.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(len(steps))
+      ax.errorbar(steps, arr.mean(axis=0), yerr=sd, fmt=style, capsize=2, lw=1,
+                  label=f'{label} ({len(rows)} seeds)')
+    ax.set_yscale('log')
+    ax.set_title(layer, fontsize=8)
+    ax.set_xlabel('step', fontsize=7)
+    ax.tick_params(labelsize=6)
+  axes[0, 0].set_ylabel('std of gradient values', fontsize=7)
+  axes[0, -1].legend(fontsize=6)
+  _save(fig, os.path.join(outdir, 'gradient_spread.png'))
+  return ['gradients.png', 'gradient_spread.png']
+
+
+def figure_stages(result, outdir):
+  st = result.stats
+  names = [n for n in st if st[n].n]
+  if not names:
+    return []
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(5, 3.6))
+  for n in names:
+    t = int(n.split('=')[1])
+    ms = per_stage(st[n])
+    ax.plot(range(1, t + 1), [m for m, _ in ms], '-', color='0.75', lw=1, zorder=1)
+  ts = [int(n.split('=')[1]) for n in names]
+  ax.errorbar(ts, [st[n].mean for n in names], yerr=[st[n].sd for n in names], fmt='o-',
+              capsize=3, color='C0', zorder=2, label='final stage of a T-stage model')
+  ax.plot([], [], '-', color='0.75', label='every stage of each model (mean)')
+  ax.set_xlabel('number of stages T')
+  ax.set_ylabel('PCKh@0.5 (%)')
+  ax.set_xticks(range(1, 7))
+  ax.legend(fontsize=7)
+  ax.grid(alpha=0.3)
+  _save(fig, os.path.join(outdir, 'stages.png'))
+  return ['stages.png']
+
+
+def figure_refinement(result, outdir):
+  st = result.stats
+  stages = sorted({int(n.split(' ')[1].rstrip(':')) for n in st})
+  if not st['stage 1'].n:
+    return []
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(4.6, 3.4))
+  for what, suffix in (('all parts', ''), ('wrists', ': wrists'), ('elbows', ': elbows')):
+    names = [f'stage {t}{suffix}' for t in stages]
+    ax.errorbar(stages, [st[n].mean for n in names], yerr=[st[n].sd for n in names], fmt='o-',
+                capsize=3, label=what)
+  ax.set_xticks(stages)
+  ax.set_xlabel('stage')
+  ax.set_ylabel('PCKh@0.5 (%)')
+  ax.legend(fontsize=7)
+  ax.grid(alpha=0.3)
+  _save(fig, os.path.join(outdir, 'refinement.png'))
+  out = ['refinement.png']
+  picture = next((l['belief_maps'] for l in st['stage 1'].loaded if 'belief_maps' in l), None)
+  if picture:
+    shutil.copyfile(picture, os.path.join(outdir, 'belief_maps.png'))
+    out.append('belief_maps.png')
+  return out
+
+
+def figure_schemes(result, outdir):
+  st = result.stats
+  names = [n for n in st if st[n].n]
+  if not names:
+    return []
+  plt = _plt()
+  num = max(len(st[n].loaded[0]['eval']['stages']) for n in names)
+  fig, ax = plt.subplots(figsize=(6.4, 3.8))
+  width = 0.8 / len(names)
+  for i, n in enumerate(names):
+    ms = per_stage(st[n])
+    x = np.arange(len(ms)) + (i - (len(names) - 1) / 2) * width
+    ax.bar(x, [m for m, _ in ms], width, yerr=[s for _, s in ms], capsize=2,
+           label=f'{n} ({st[n].n} seeds)')
+  ax.set_xticks(range(num), [f'stage {t + 1}' for t in range(num)])
+  ax.set_ylabel('PCKh@0.5 (%)')
+  ax.legend(fontsize=6, loc='upper left')
+  ax.grid(axis='y', alpha=0.3)
+  _save(fig, os.path.join(outdir, 'schemes.png'))
+  return ['schemes.png']
+
+
+def figure_receptive_fields(result, outdir):
+  st, runs = result.stats, result.claim.runs
+  names = sorted((n for n in st if st[n].n),
+                 key=lambda n: runs.receptive_field(*claims_lib._rf_kernels(n)))  # noqa: SLF001
+  if not names:
+    return []
+  plt = _plt()
+  fields = [runs.receptive_field(*claims_lib._rf_kernels(n)) for n in names]  # noqa: SLF001
+  fig, ax = plt.subplots(figsize=(5, 3.6))
+  ax.errorbar(fields, [st[n].mean for n in names], yerr=[st[n].sd for n in names], fmt='o-',
+              capsize=3)
+  for f, n in zip(fields, names):
+    ax.annotate(n, (f, st[n].mean), fontsize=7, textcoords='offset points', xytext=(4, -10))
+  height = runs.person_height()
+  ax.axvline(height, color='0.5', ls=':', lw=1)
+  ax.text(height, ax.get_ylim()[0], ' person height', fontsize=7, color='0.4', va='bottom')
+  ax.set_xlabel('receptive field of the final stage (input px)')
+  ax.set_ylabel('final-stage PCKh@0.5 (%)')
+  ax.grid(alpha=0.3)
+  _save(fig, os.path.join(outdir, 'receptive_fields.png'))
+  return ['receptive_fields.png']
+
+
+def figure_recurrent(stats: dict, outdir):
+  """stats: {variant name: Stat of its PCKh}."""
+  names = [n for n in stats if stats[n].n]
+  if not names:
+    return []
+  plt = _plt()
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+  for n in names:
+    ms = per_stage(stats[n])
+    left.errorbar(range(len(ms)), [m for m, _ in ms], yerr=[s for _, s in ms], fmt='o-',
+                  capsize=3, label=f'{n} ({stats[n].n} seeds)')
+  outputs = len(per_stage(stats[names[0]]))
+  left.set_xticks(range(outputs), ['feed-forward'] + [f'iteration {i}'
+                                                      for i in range(1, outputs)])
+  left.set_ylabel('PCKh@0.5 (%)')
+  left.set_title('accuracy after each output', fontsize=9)
+  left.grid(alpha=0.3)
+  left.legend(fontsize=7)
+  chance = None
+  for n in names:
+    v = stats[n].loaded[0].get('visibility')
+    if v:
+      right.plot(np.r_[0.0, v['recall']], np.r_[v['precision'][0], v['precision']],
+                 label=f'{n} (AP {100 * v["ap"]:.1f}, seed 0)')
+      chance = v['num_visible'] / max(v['num_visible'] + v['num_occluded'], 1)
+  if chance is not None:
+    right.axhline(chance, ls='--', lw=1, color='grey')
+    right.text(0.01, chance, f'chance {100 * chance:.1f}', fontsize=7, color='grey',
+               va='bottom')
+  right.set_xlabel('recall (visible parts)')
+  right.set_ylabel('precision')
+  right.set_xlim(0, 1)
+  right.set_title("visibility from the last output's heatmap maxima", fontsize=9)
+  right.grid(alpha=0.3)
+  right.legend(fontsize=7, loc='lower left')
+  _save(fig, os.path.join(outdir, 'recurrent.png'))
+  return ['recurrent.png']
+
+
+def figure_convergence(rows, outdir):
+  """Final-stage PCKh@0.5 at every evaluation of every finished run."""
+  if not rows:
+    return []
+  plt = _plt()
+  groups = {}
+  for r in rows:
+    groups.setdefault(r['group'], []).append(r)
+  fig, axes = plt.subplots(1, len(groups), squeeze=False, figsize=(3.2 * len(groups), 3))
+  for ax, (group, rs) in zip(axes[0], groups.items()):
+    for r in rs:
+      h = r['loaded']['eval'].get('history') or []
+      ax.plot([e['step'] for e in h], [100 * e['pck@0.5'][-1] for e in h],
+              '-' if r['converged'] else ':', lw=1, marker='.', ms=3)
+    ax.set_title(f'{group} ({len(rs)} runs)', fontsize=8)
+    ax.set_xlabel('step', fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.grid(alpha=0.3)
+  axes[0, 0].set_ylabel('final-stage PCKh@0.5 (%)', fontsize=7)
+  fig.suptitle('every evaluation of every finished run (dotted: not converged)', fontsize=8)
+  _save(fig, os.path.join(outdir, 'convergence.png'))
+  return ['convergence.png']
+
+
+# ------------------------------------------------------------------------------ tables --
+
+def table_gradients(result):
+  w = result.stats['with intermediate supervision']
+  wo = result.stats['without (final stage only)']
+  if not (w.loaded and wo.loaded):
+    return []
+  g = w.loaded[0]['gradients']
+  first = next((i for i, s in enumerate(g['steps']) if s > 0), 0)
+  lines = [f'Standard deviation of each kernel\'s gradient values on one training batch at the '
+           f'first recording after initialisation (step {g["steps"][first]}) and the last '
+           f'(step {g["steps"][-1]}), mean ± spread over {w.n} / {wo.n} seeds; ratio = with / '
+           'without (per seed, then averaged). Layers from the input side.', '',
+           f'| layer | with, step {g["steps"][first]} | without | ratio | with, step '
+           f'{g["steps"][-1]} | without | ratio |', '|---|---|---|---|---|---|---|']
+  by_seed = dict(zip(wo.seeds, wo.loaded))
+  for layer in g['layers']:
+    cells = []
+    for i in (first, -1):
+      a = [l['gradients']['std'][layer][i] for l in w.loaded]
+      b = [l['gradients']['std'][layer][i] for l in wo.loaded]
+      ratios = [lw['gradients']['std'][layer][i] / by_seed[s]['gradients']['std'][layer][i]
+                for s, lw in zip(w.seeds, w.loaded) if s in by_seed]
+      cells += [_fmt(a, 3) if max(a) < 10 else _fmt(a), _fmt(b, 3), _fmt(ratios, 2)]
+    lines.append(f'| {layer} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def table_stages(result):
+  st = result.stats
+  lines = ['| stages | seeds | final-stage PCKh@0.5 | every stage (mean) | CPU min per run |',
+           '|---|---|---|---|---|']
+  for n, s in st.items():
+    every = ' / '.join(f'{m:.1f}' for m, _ in per_stage(s)) or '-'
+    lines.append(f'| {n.split("=")[1]} | {_seeds(s, result.seeds[n])} | {s.text()} | {every} '
+                 f'| {_cpu_minutes(s):.0f} |' if s.n else
+                 f'| {n.split("=")[1]} | 0/{result.seeds[n]} | - | - | - |')
+  return lines
+
+
+def table_refinement(result, stages_result=None):
+  st = result.stats
+  stages = sorted({int(n.split(' ')[1].rstrip(':')) for n in st})
+  lines = ['| stage | all parts | wrists | elbows |', '|---|---|---|---|']
+  for t in stages:
+    lines.append(f'| {t} | {st[f"stage {t}"].text()} | {st[f"stage {t}: wrists"].text()} | '
+                 f'{st[f"stage {t}: elbows"].text()} |')
+  if stages_result is not None and any(s.n for s in stages_result.stats.values()):
+    lines += ['', 'Every stage of the other models of the stage sweep (mean over their seeds; '
+              'all parts / wrists / elbows):', '',
+              '| model | all parts | wrists | elbows |', '|---|---|---|---|']
+    for n, s in stages_result.stats.items():
+      if not s.n:
+        continue
+      cols = [' / '.join(f'{m:.1f}' for m, _ in per_stage(s, metric))
+              for metric in (S.pck, lambda l, t: S.part_pck(l, claims_lib.WRISTS, t),
+                             lambda l, t: S.part_pck(l, claims_lib.ELBOWS, t))]
+      lines.append(f'| {n} | ' + ' | '.join(cols) + ' |')
+  return lines
+
+
+def table_schemes(result):
+  st = result.stats
+  num = result.claim.runs.cpm.model.num_stages
+  lines = ['| scheme | steps | seeds | ' + ' | '.join(f'stage {t + 1}' for t in range(num)) + ' |',
+           '|---|---|---|' + '---|' * num]
+  for q in result.claim.quantities:
+    s = st[q.name]
+    chain = result.claim.settings[q.setting](0)
+    steps = sum(r.config.num_train_steps for r in chain)
+    if s.n:
+      cells = ' | '.join(_pm(m, sd, s.n) for m, sd in per_stage(s))
+    else:
+      cells = ' | '.join('-' for _ in range(num))
+    lines.append(f'| {q.name} | {steps} | {_seeds(s, result.seeds[q.setting])} | {cells} |')
+  return lines
+
+
+def table_receptive_fields(result):
+  st, runs = result.stats, result.claim.runs
+  names = sorted(st, key=lambda n: runs.receptive_field(*claims_lib._rf_kernels(n)))  # noqa
+  m = runs.cpm.model
+  lines = ['| kernels (trunk / stages) | parameters | receptive field (px) | seeds | final-stage '
+           'PCKh@0.5 | every stage (mean) |', '|---|---|---|---|---|---|']
+  for n in names:
+    k = claims_lib._rf_kernels(n)  # noqa: SLF001
+    label = (f'base: {"/".join(map(str, m.trunk_kernels))} / '
+             f'{"/".join(map(str, m.stage_kernels))}' if k[0] is None else n)
+    every = ' / '.join(f'{v:.1f}' for v, _ in per_stage(st[n])) or '-'
+    lines.append(f'| {label} | {runs.parameters(*k):,} | {runs.receptive_field(*k):.0f} | '
+                 f'{_seeds(st[n], result.seeds[n])} | {st[n].text()} | {every} |')
+  return lines
+
+
+def recurrent_stats(results):
+  """{variant: Stat} of every recurrent variant's last-output PCKh, from the claims' stats."""
+  out = {}
+  for r in results:
+    if r.claim.group != 'recurrent':
+      continue
+    for q in r.claim.quantities:
+      s = r.stats[q.name]
+      if q.setting not in out or s.n > out[q.setting][0].n:
+        out[q.setting] = (s, r.seeds[q.setting])
+  order = [claims_lib.recurrent_name(m, l) for m, l in claims_lib.RECURRENT_VARIANTS]
+  return {n: out[n] for n in order if n in out}
+
+
+def table_recurrent(rstats):
+  if not rstats:
+    return []
+  first = next((s for s, _ in rstats.values() if s.n), None)
+  outputs = len(first.loaded[0]['eval']['stages']) if first else 3
+  names = ['feed-forward'] + [f'iteration {i}' for i in range(1, outputs)]
+  lines = ['| variant | seeds | ' + ' | '.join(f'PCKh@0.5 {o}' for o in names)
+           + ' | visibility AP ' + ' / '.join(o.replace('iteration ', 'it') for o in names)
+           + ' | CPU min per run |', '|---|---|' + '---|' * (outputs + 2)]
+  for n, (s, need) in rstats.items():
+    if not s.n:
+      lines.append(f'| {n} | 0/{need} | ' + ' | '.join('-' for _ in names) + ' | - | - |')
+      continue
+    pck = ' | '.join(_pm(m, sd, s.n) for m, sd in per_stage(s))
+    ap = ' / '.join(f'{m:.1f}' for m, _ in per_stage(s, S.visibility_ap))
+    lines.append(f'| {n} | {_seeds(s, need)} | {pck} | {ap} | {_cpu_minutes(s):.0f} |')
+  v = next((l.get('visibility') for s, _ in rstats.values() for l in s.loaded
+            if l.get('visibility')), None)
+  if v:
+    chance = 100 * v['num_visible'] / max(v['num_visible'] + v['num_occluded'], 1)
+    lines += ['', f'Visibility AP: every annotated part ranked by its heatmap maximum, visible '
+              f'parts the positives; a random ranking scores the visible fraction, '
+              f'{chance:.1f} ({v["num_visible"]} visible and {v["num_occluded"]} occluded '
+              'parts).']
+  return lines
+
+
+# -------------------------------------------------------------------------- the page --
+
+# What the synthetic people may lack for a claim that does not hold, and how to find out.
+DATA_PLAN = {
+    'gradients': (
+        'The effect is a property of deep networks trained with a loss at the output only, not '
+        'of the data; where it does not show, the model may be too shallow for gradients to '
+        'vanish (3 stages: 14 convolutions from the input to the last belief maps). Check: the '
+        'same pair of runs with 6 stages.'),
+    'refinement': (
+        'Later stages can only improve on stage 1 where the image is ambiguous locally and the '
+        'beliefs of other parts resolve it. Synthetic people tell left from right by global cues '
+        '(face or hair, front or back marks) and occluders hide joints whose position follows '
+        'from the rest of the body; if stage 1 already gets wrists and elbows right, there is '
+        'nothing to refine. Check: per-part accuracy of stage 1 on occluded parts against '
+        'visible ones, and on figures facing away.'),
+    'stages': (
+        'More stages help only while each adds context the earlier ones lacked. With 96x96 '
+        'crops, a person of about 86 px and a stage-2 receptive field of 131 px, stage 2 '
+        'already sees the whole figure: stages 4-6 can add nothing the data asks for. A data '
+        'set that needs longer-range context (several people close together whose parts must '
+        'be assigned, long limbs crossing the figure, left/right told only by the head) would '
+        'pose the problem of Fig. 6c; a larger crop (e.g. 184x184 with the person at the same '
+        'scale relative to the crop) shows whether the receptive field is the limit.'),
+    'schemes': (
+        'Stage-wise training saturates below joint training when the later stages cannot '
+        'correct features that stage 1 learnt alone; at this scale each stage-wise phase is '
+        'short (a third of the steps) and stage 1 alone is already strong. Check the schedule '
+        'first (each phase with the full 2,500 steps), then the data as for the stage claim.'),
+    'receptive_fields': (
+        'The claim needs a task where a field smaller than the person loses information. In '
+        'synthetic people a small field still sees each limb, and left/right cues sit on the '
+        'head and torso; a field of 29 px misses them. If accuracy keeps rising past the '
+        'person\'s height, the larger kernels may help by other means (fewer, wider layers, '
+        'more context from the second person); a sweep at constant width would separate the '
+        'two.'),
+    'recurrent_occlusion': (
+        'Including occluded keypoints helps PCKh when their positions follow from the visible '
+        'body. In synthetic people one image in three gets one or two textured shapes near a '
+        'random joint, which hides about 6% of the annotated parts; limbs never hide each '
+        'other. So few hidden parts move the mean PCKh by little whichever mode is used: '
+        'compare the modes on the occluded parts alone, and if the difference is real but '
+        'small, a version with more occlusion (occluders over whole limbs, self-occlusion by '
+        'crossing limbs, the second person in front) would pose the problem.'),
+    'recurrent_iterations': (
+        'Iterations help where the feed-forward output is wrong in ways context fixes (the '
+        'same ambiguities as for the CPM stages). The feed-forward output sees 66 px, less than '
+        'the 86-px person; the first iteration 90 px, the second 114 px: the first brings the '
+        'whole figure into view, the second only more background, which matches the claim. If '
+        'the first adds nothing, the local view already suffices on this data (the same '
+        'question as for the stage claims).'),
+    'recurrent_limbs': (
+        'Limb heatmaps help where the joints are ambiguous but the limbs between them are not. '
+        'Synthetic limbs are capsules drawn from joint to joint, and left and right limbs look '
+        'alike, so a limb heatmap says little that its two keypoints do not. A version in '
+        'which limbs cross each other or the second person\'s limbs, so that which wrist '
+        'belongs to which elbow is ambiguous, would test it.'),
+    'recurrent_visibility': (
+        'With about 6% of the parts hidden, a random ranking already scores about 94% AP, so '
+        'the paper\'s 90% bar says little here: compare each mode with chance. Exclude can '
+        'only lead if the model learns to see an occluder over a joint; the synthetic '
+        'occluders are textured shapes in random colours, which should be learnable, but '
+        'they are few. If exclude does not lead, the first check is a version with more '
+        'occluded parts (see the occlusion claim).'),
+}
+
+
+def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
+          base_files=('experiments/analyses_cpu.py', 'experiments/recurrent_analyses_cpu.py')):
+  """Writes the page and its figures; returns the figure files written."""
+  os.makedirs(fig_dir, exist_ok=True)
+  by_key = {r.claim.key: r for r in results}
+  rel = os.path.relpath(fig_dir, os.path.dirname(os.path.abspath(out_md)) or '.')
+  written = []
+  all_runs = {}
+  for r in results:
+    for s in claims_lib.needed_runs(r.claim, r.seeds):
+      all_runs.setdefault(s.key, (s, r.claim.group))
+  rows = []
+  for key, (s, group) in all_runs.items():
+    loaded = store.load(key)
+    if loaded is not None:
+      rows.append({'spec': s, 'group': group, 'loaded': loaded,
+                   'converged': S.converged(loaded, claims_lib.CONVERGENCE_POINTS)})
+  cpu_total = sum(S.cpu_seconds(r['loaded']) or 0 for r in rows)
+  wall_total = sum(S.wall_seconds(r['loaded']) or 0 for r in rows)
+  any_run = next(iter(all_runs.values()), (None, None))[0]
+  from posemachines.analyses import plan as plan_lib
+  data = plan_lib.data_version(any_run.config) if any_run else '-'
+
+  def fig(name, alt):
+    return [f'![{alt}]({rel}/{name})', ''] if name in written else []
+
+  lines = [
+      "# The papers' claims on synthetic people (CPU scale)", '',
+      f'Every claim of the CPM paper (Wei et al. 2016) and of the recurrent pose model '
+      f'(Belagiannis and Zisserman 2017), settled by runs of our own on {data}. This page and '
+      f'its figures are written by `{command}` from the summaries of the finished runs in '
+      '[results/runs/](results/runs/); rerunning it trains what is missing (finished runs are '
+      'skipped, an interrupted one resumes) and rewrites the page. `--plan` lists the runs, '
+      'which have finished and the CPU time left; `--only=stages,schemes,gradients,'
+      'receptive_fields,recurrent` restricts the training to some claims.', '',
+      '| claim | verdict | runs finished |', '|---|---|---|']
+  for r in results:
+    lines.append(f'| [{r.claim.title}](#{_anchor(r.claim.title)}) | **{r.status}** | '
+                 f'{r.finished} of {r.total} |')
+  lines += ['', f'{len(rows)} runs have finished so far: {cpu_total / 3600:.1f} CPU hours '
+            f'({wall_total / 3600:.1f} hours of wall time) on the 2-core machine, shared with '
+            'other jobs.', '',
+            '## Setup', '',
+            f'- CPM runs start from [`{base_files[0]}`](../{base_files[0]}), the recurrent ones '
+            f'from [`{base_files[1]}`](../{base_files[1]}): the project\'s default model and '
+            'schedule (96x96 crops of the synthetic people, 2,500 steps of batch 8, Adam with '
+            'cosine decay), with every field written out; the CPM base is the default 3-stage '
+            'model, reaching about 64 / 80 / 88 PCKh@0.5 in stages 1 / 2 / 3.',
+            f'- Convergence: every run evaluates all 500 validation people every 500 steps; a '
+            f'run counts only when its final evaluation is within '
+            f'{claims_lib.CONVERGENCE_POINTS:g} point (final stage) of the one before '
+            '([convergence](#convergence)).',
+            '- Seeds: `seed` sets the initial weights, the batch order and the augmentation '
+            '(the data set is the same). Every setting has at least 2 seeds; where two '
+            'compared settings differ by less than twice the larger of their spreads, both '
+            'get a third (decided from the first two). Numbers are mean ± spread, the spread '
+            'being the standard deviation across seeds; error bars show one spread.',
+            '- A claim is **not yet run** until all its runs have finished (the tables show '
+            'what has), **not settled** while one of them has not converged, and otherwise '
+            '**holds** or **does not hold**, with the reason computed from the numbers.', '']
+  sections = (
+      ('gradients', figure_gradients, table_gradients,
+       [('gradients.png', 'gradient histograms'), ('gradient_spread.png', 'gradient spread')]),
+      ('refinement', figure_refinement, None,
+       [('refinement.png', 'per-stage accuracy'), ('belief_maps.png', 'belief maps per stage')]),
+      ('stages', figure_stages, table_stages, [('stages.png', 'accuracy against stages')]),
+      ('schemes', figure_schemes, table_schemes, [('schemes.png', 'training schemes')]),
+      ('receptive_fields', figure_receptive_fields, table_receptive_fields,
+       [('receptive_fields.png', 'accuracy against receptive field')]))
+  for key, figure, table, figs in sections:
+    r = by_key.get(key)
+    if r is None:
+      continue
+    written += figure(r, fig_dir)
+    if key == 'refinement':
+      body = table_refinement(r, by_key.get('stages'))
+    else:
+      body = table(r)
+    lines += _section(r, body, sum((fig(n, a) for n, a in figs), []))
+  rstats = recurrent_stats(results)
+  rec = [r for r in results if r.claim.group == 'recurrent']
+  if rec:
+    written += figure_recurrent({n: s for n, (s, _) in rstats.items()}, fig_dir)
+    lines += ['## The recurrent model (Table I, Fig. 7)', '',
+              'Four variants of the small recurrent model (2 iterations): occluded keypoints '
+              'included, excluded (as background) or ignored (no gradient), with limb '
+              'heatmaps, and included without them. PCKh@0.5 after the feed-forward module '
+              'and after each iteration of the same model (the paper\'s +1 and +2 iteration '
+              'rows are separate models; here every output of one model is supervised and '
+              'measured), and the visibility AP of each output.', '',
+              f'`{command.split(" --")[0]} --only=recurrent` (or '
+              '`python experiments/recurrent_ablation.py`)', ''] + table_recurrent(rstats) + [
+              ''] + fig('recurrent.png', 'recurrent ablation')
+    for r in rec:
+      lines += [f'### {r.claim.title}', '', f'Claim: {r.claim.statement}', '',
+                f'**{_cap(r.text)}.**', '']
+  lines += ['## Where a claim does not hold: what the synthetic people may lack', '',
+            'For each claim, what the data would have to pose for the claim to show, and the '
+            'check that tells whether the data, the schedule or the model is the reason. A '
+            'new version of the synthetic people is made only on such evidence.', '']
+  for r in results:
+    lines.append(f'- **{r.claim.title}** ({r.status}): {DATA_PLAN.get(r.claim.key, "")}')
+  lines += ['']
+  written += figure_convergence(rows, fig_dir)
+  lines += ['## Convergence', '', 'Final-stage PCKh@0.5 of the last evaluation and its change '
+            'from the one before, the CPU and wall time of every finished run (summed over '
+            'interrupted attempts).', ''] + fig('convergence.png', 'convergence') + [
+            '| run | key | steps | final PCKh@0.5 | last change | converged | CPU min | '
+            'wall min |', '|---|---|---|---|---|---|---|---|']
+  for r in rows:
+    l, s = r['loaded'], r['spec']
+    change = S.last_change(l)
+    cpu, wall = S.cpu_seconds(l), S.wall_seconds(l)
+    lines.append(f'| {s.label} | [{s.key}](results/runs/{os.path.basename(l["dir"])}) | '
+                 f'{s.config.num_train_steps} | {S.pck(l):.1f} | '
+                 f'{"-" if change is None else f"{change:+.1f}"} | '
+                 f'{"yes" if r["converged"] else "no"} | '
+                 f'{"-" if cpu is None else f"{cpu / 60:.0f}"} | '
+                 f'{"-" if wall is None else f"{wall / 60:.0f}"} |')
+  if not rows:
+    lines.append('| (none finished yet) | | | | | | | |')
+  lines.append('')
+  for name in FIGURES:  # figures of an earlier page that this one no longer draws
+    path = os.path.join(fig_dir, name)
+    if name not in written and os.path.exists(path):
+      os.remove(path)
+  with open(out_md, 'w') as f:
+    f.write('\n'.join(lines))
+  return written
+
+
+def _anchor(title: str) -> str:
+  keep = ''.join(ch for ch in title.lower() if ch.isalnum() or ch in ' -')
+  return keep.replace(' ', '-')
+
+
+def _cap(text: str) -> str:
+  return text[:1].upper() + text[1:]
+
+
+def _section(r, body, figures):
+  c = r.claim
+  return ([f'## {c.title}', '', f'Claim: {c.statement}', '',
+           f'Command: `python experiments/results.py --only={c.group}`', '']
+          + body + [''] + figures + [f'**{_cap(r.text)}.**', ''])

@@ -1,0 +1,446 @@
+"""The claims' runs: plan, skipping finished runs by their committed summaries, the seeds rule,
+verdicts computed from the numbers, and the page's figures."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from posemachines.analyses import claims as claims_lib
+from posemachines.analyses import plan as plan_lib
+from posemachines.analyses import report
+from posemachines.analyses import summaries as S
+from posemachines.core import skeleton
+from posemachines.training import gradients as gradients_lib
+from tests.conftest import tiny_config, tiny_recurrent_config
+
+GRADIENTS = {'layers': (), 'every_steps': 2, 'at_steps': ()}
+
+
+@pytest.fixture
+def claims(tmp_path):
+  data = str(tmp_path / 'no_data')  # the plan never reads the data
+  return claims_lib.build(tiny_config(data, gradients=GRADIENTS), tiny_recurrent_config(data),
+                          rf_kernels=((3, 1), (5, 5)))
+
+
+def _claim(claims, key):
+  return next(c for c in claims if c.key == key)
+
+
+def _outputs(s):
+  m = s.config.model
+  return m.num_stages if m.name == 'cpm' else m.num_iterations + 1
+
+
+def _gradient_summary(std_first, std_last, layers=('stage1/trunk/conv1', 'stage2/beliefs')):
+  steps = [0, 2, 4]
+  stds = {l: [10 * std_first, std_first, std_last] for l in layers}
+  return {'layers': list(layers), 'steps': steps, 'epoch_steps': 4.0, 'size': {l: 100
+                                                                              for l in layers},
+          'std': stds, 'mean_abs': stds,
+          'histogram': {l: {'limit': 1.0, 'counts': [[0] * 19 + [100] + [0] * 20] * 3}
+                        for l in layers}}
+
+
+def put(store, s, final, change=0.3, per_stage=None, visibility_ap=None, grads=None, cpu=600.0,
+        pr=None):
+  """A hand-made summary of run ``s``: final-stage PCKh ``final`` (%), stage t below it by
+  5 (T - t) points unless ``per_stage`` gives every stage, and an evaluation before the last
+  ``change`` points lower."""
+  n = _outputs(s)
+  values = per_stage or [final - 5 * (n - 1 - t) for t in range(n)]
+  parts = skeleton.get('cpm14').parts
+  stages = [{'stage': t + 1, 'pck@0.5': v / 100, 'per_part': {p: v / 100 for p in parts}}
+            for t, v in enumerate(values)]
+  if visibility_ap is not None:
+    for st in stages:
+      st['visibility_ap'] = visibility_ap / 100
+  steps = s.config.num_train_steps
+  result = {'step': steps, 'num_people': 8, 'stages': stages,
+            'history': [{'step': steps // 2, 'pck@0.5': [(v - change) / 100 for v in values]},
+                        {'step': steps, 'pck@0.5': [v / 100 for v in values]}]}
+  return store.write(s.label, s.key, summary={'parent': None}, eval_result=result,
+                     time_info={'seconds': cpu / 2, 'cpu_seconds': cpu}, gradients=grads,
+                     visibility=pr)
+
+
+def put_setting(store, claim, setting, values, **kw):
+  for seed, v in enumerate(values):
+    for s in claim.settings[setting](seed):
+      put(store, s, v, **kw)
+
+
+# --------------------------------------------------------------------------- the plan --
+
+def test_plan_lists_every_run_once_with_its_state_and_cpu_left(claims, tmp_path):
+  store = S.Store(str(tmp_path / 'summaries'))
+  plan = plan_lib.build(claims, store, str(tmp_path / 'runs'), seeds=2)
+  labels = [p.spec.label for p in plan.runs]
+  assert len(labels) == len(set(labels)) == len({p.spec.key for p in plan.runs})
+  joint = next(p for p in plan.runs if p.spec.label == 'cpm_T2_joint_s0')
+  # The base model's joint run serves four claims and is trained once.
+  assert set(joint.claims) == {'gradients', 'refinement', 'stages', 'schemes',
+                               'receptive_fields'}
+  assert joint.spec.pictures and not plan.runs[labels.index('cpm_T2_joint_s1')].spec.pictures
+  assert {'cpm_T2_stagewise1_s0', 'cpm_T2_stagewise2_s0', 'cpm_T2_finetune_s0',
+          'recurrent_exclude_limbs_s1', 'cpm_rf3-1_s1', 'cpm_T6_joint_s1'} <= set(labels)
+  finetune = plan.runs[labels.index('cpm_T2_finetune_s0')].spec
+  assert finetune.parent.label == 'cpm_T2_stagewise2_s0'
+  assert all(p.to_train and p.estimate_s > 0 for p in plan.runs)
+  assert plan.undecided  # third seeds wait for the first two
+  text = '\n'.join(plan_lib.describe(plan, store))
+  assert f'0 of {len(labels)} runs finished' in text and 'CPU hours left' in text
+  # --only restricts the runs to some claims.
+  only = plan_lib.build(claims, store, str(tmp_path / 'runs'), 2, {'gradients'})
+  assert [p.spec.label for p in only.runs] == ['cpm_T2_joint_s0', 'cpm_T2_final_only_s0',
+                                               'cpm_T2_joint_s1', 'cpm_T2_final_only_s1']
+  # A finished run is listed as such, with its CPU time; an interrupted one with its step and
+  # the CPU time its remaining steps need.
+  put(store, joint.spec, 50.0, cpu=1200)
+  final = plan.runs[labels.index('cpm_T2_final_only_s0')]
+  os.makedirs(os.path.join(plan_lib.workdir(str(tmp_path / 'runs'), final.spec), 'checkpoints',
+                           '2'))
+  again = plan_lib.build(claims, store, str(tmp_path / 'runs'))
+  text = '\n'.join(plan_lib.describe(again, store))
+  line = next(l for l in text.splitlines() if l.startswith('cpm_T2_joint_s0 '))
+  assert 'finished' in line and '20 min' in line
+  line = next(l for l in text.splitlines() if l.startswith('cpm_T2_final_only_s0 '))
+  assert 'interrupted at step 2' in line
+  rate = plan_lib.rates(store, [joint.spec])  # measured on the finished run: 1200 s / 32 images
+  assert rate['cpm'] == pytest.approx(1200 / 32 / plan_lib._size(joint.spec.config))
+  assert again.runs[labels.index('cpm_T2_final_only_s0')].estimate_s == pytest.approx(
+      plan_lib.estimate(final.spec, rate) / 2)  # half its steps left
+
+
+def test_keys_follow_the_config_and_the_chain_not_the_checkout(claims, tmp_path):
+  runs = claims[0].runs
+  again = claims_lib.Runs(runs.cpm, runs.recurrent_base)
+  assert [s.key for s in again.stagewise(0, True)] == [s.key for s in runs.stagewise(0, True)]
+  assert runs.joint(2, 0)[0].key != runs.joint(2, 1)[0].key
+  c = runs.cpm.copy_and_resolve_references()
+  c.init_from = '/elsewhere/run'
+  assert plan_lib.run_key(c) == plan_lib.run_key(runs.cpm)
+  assert plan_lib.run_key(c, parent=runs.joint(2, 0)[0]) != plan_lib.run_key(c)
+
+
+def _fake_runner(final=lambda s: 40.0 + 10 * s.config.seed):
+  """Writes what a finished training run leaves in its workdir, without training."""
+  calls = []
+
+  def run(s, config, work):
+    calls.append((s.label, config.init_from))
+    steps = config.num_train_steps
+    os.makedirs(os.path.join(work, 'checkpoints', str(steps)), exist_ok=True)
+    n = _outputs(s)
+    v = final(s) / 100
+    parts = skeleton.get('cpm14').parts
+    with open(os.path.join(work, 'eval.json'), 'w') as f:
+      json.dump({'step': steps, 'num_people': 8, 'stages': [
+          {'stage': t + 1, 'pck@0.5': v, 'per_part': {p: v for p in parts}}
+          for t in range(n)]}, f)
+    with open(os.path.join(work, 'metrics.jsonl'), 'w') as f:
+      for step, x in ((steps // 2, v - 0.002), (steps, v)):
+        f.write(json.dumps({'step': step, **{f'eval/pck@0.5/stage{t + 1}': x
+                                             for t in range(n)}}) + '\n')
+    with open(os.path.join(work, S.CPU_TIME), 'w') as f:
+      json.dump({'seconds': 5.0, 'cpu_seconds': 9.0, 'attempts': 1, 'load_average': []}, f)
+    if config.gradients.every_steps:
+      rng = np.random.default_rng(config.seed)
+      scale = 1.0 if config.loss.intermediate_supervision else 0.1
+      gradients_lib.save(os.path.join(work, gradients_lib.FILENAME), [0, 2],
+                         {'stage1/trunk/conv1': [scale * rng.normal(size=50) for _ in range(2)],
+                          'stage2/beliefs': [rng.normal(size=50) for _ in range(2)]}, 4.0)
+  return run, calls
+
+
+def test_finished_runs_are_skipped_by_their_summaries_alone(claims, tmp_path):
+  store = S.Store(str(tmp_path / 'summaries'))
+  runs_dir = str(tmp_path / 'runs')
+  make = lambda: plan_lib.build(claims, store, runs_dir, 2, {'gradients'})  # noqa: E731
+  runner, calls = _fake_runner()
+  saved = []
+  trained = plan_lib.execute(make, store, runs_dir, runner=runner, max_runs=3,
+                             on_saved=lambda s, d: saved.append(os.path.basename(d)))
+  assert [s.label for s in trained] == ['cpm_T2_joint_s0', 'cpm_T2_final_only_s0',
+                                        'cpm_T2_joint_s1']
+  assert saved == [f'{s.label}-{s.key}' for s in trained]
+  d = store.dir(trained[0].key)
+  assert sorted(os.listdir(d)) == sorted([S.EVAL, S.TIME, S.GRADIENTS, S.SUMMARY])
+  loaded = store.load(trained[0].key)
+  assert [h['step'] for h in loaded['eval']['history']] == [2, 4]
+  assert loaded['time']['cpu_seconds'] == 9.0 and loaded['gradients']['steps'] == [0, 2]
+  assert sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)) < 20_000
+  # The rest of the claim; a fresh checkout (no runs directory) trains nothing again.
+  plan_lib.execute(make, store, runs_dir, runner=runner)
+  assert len(calls) == 4
+  fresh = str(tmp_path / 'fresh_runs')
+
+  def fail(*args):
+    raise AssertionError(f'trained {args[0].label} again')
+  assert plan_lib.execute(lambda: plan_lib.build(claims, store, fresh, 2, {'gradients'}),
+                          store, fresh, runner=fail) == []
+  assert all(p.finished for p in plan_lib.build(claims, store, fresh, 2, {'gradients'}).runs)
+
+
+def test_a_failed_run_is_reported_and_the_others_go_on(claims, tmp_path, capsys):
+  store = S.Store(str(tmp_path / 'summaries'))
+  runs_dir = str(tmp_path / 'runs')
+  runner, calls = _fake_runner()
+
+  def flaky(s, config, work):
+    if s.label in ('cpm_T2_joint_s0', 'cpm_T2_stagewise1_s1'):
+      raise FloatingPointError('Non-finite stage 1 loss')
+    runner(s, config, work)
+  plan_lib.execute(lambda: plan_lib.build(claims, store, runs_dir, 2, {'schemes'}), store,
+                   runs_dir, runner=flaky)
+  assert 'cpm_T2_joint_s0 failed: FloatingPointError: Non-finite stage 1 loss' in \
+      capsys.readouterr().out
+  # Neither failed run is saved, nor the phases that start from the second.
+  labels = sorted(c[0] for c in calls)
+  assert 'cpm_T2_final_only_s0' in labels and 'cpm_T2_stagewise2_s0' in labels
+  assert not {'cpm_T2_stagewise2_s1', 'cpm_T2_finetune_s1'} & set(labels)
+  assert not store.finished(claims[0].runs.joint(2, 0)[0].key)
+
+
+def test_a_chain_retrains_a_finished_parent_whose_checkpoint_is_gone(claims, tmp_path):
+  store = S.Store(str(tmp_path / 'summaries'))
+  runs_dir = str(tmp_path / 'runs')
+  chain = claims[0].runs.stagewise(0, True)
+  put(store, chain[0], 30.0)  # phase 1 finished in another checkout
+  put(store, claims[0].runs.joint(2, 0)[0], 50.0)
+  make = lambda: plan_lib.build(claims, store, runs_dir, 2, {'schemes'})  # noqa: E731
+  first = next(p for p in make().runs if p.spec.key == chain[0].key)
+  assert first.finished and first.retrain
+  runner, calls = _fake_runner()
+  plan_lib.execute(make, store, runs_dir, runner=runner, max_runs=3)
+  assert [c[0] for c in calls] == ['cpm_T2_stagewise1_s0', 'cpm_T2_stagewise2_s0',
+                                   'cpm_T2_finetune_s0']
+  assert calls[0][1] == ''
+  assert calls[1][1] == os.path.abspath(plan_lib.workdir(runs_dir, chain[0]))
+  assert calls[2][1] == os.path.abspath(plan_lib.workdir(runs_dir, chain[1]))
+  assert store.load(chain[0].key)['eval']['stages'][-1]['pck@0.5'] == 0.3  # kept as it was
+
+
+def test_convergence_compares_with_the_evaluation_a_full_interval_earlier():
+  history = [{'step': s, 'pck@0.5': [v / 100]} for s, v in ((500, 60), (1000, 70), (1250, 70.5))]
+  loaded = {'eval': {'history': history}, 'summary': {'config': {'eval_every_steps': 500}}}
+  assert S.last_change(loaded) == pytest.approx(10.5) and not S.converged(loaded)
+  loaded['summary']['config']['eval_every_steps'] = 250
+  assert S.last_change(loaded) == pytest.approx(0.5) and S.converged(loaded)
+  assert S.last_change({'eval': {'history': history[:1]}}) is None
+
+
+# ------------------------------------------------------------------------ seeds rule --
+
+def test_third_seed_where_two_settings_are_within_twice_their_spread(claims, tmp_path):
+  store = S.Store(str(tmp_path / 'summaries'))
+  stages = _claim(claims, 'stages')
+  need, waiting = claims_lib.seeds_needed(stages, store, 2)
+  assert set(need.values()) == {2} and len(waiting) == 6
+  for t, values in zip(range(1, 7), ([40, 41], [50, 51], [60, 64], [63, 65], [80, 81],
+                                     [90, 90.5])):
+    put_setting(store, stages, f'T={t}', values)
+  need, waiting = claims_lib.seeds_needed(stages, store, 2)
+  # T=3 (62 ± 2.8) and T=4 (64 ± 1.4) differ by 2 < 2 x 2.8; every other pair is far apart.
+  assert need == {'T=1': 2, 'T=2': 2, 'T=3': 3, 'T=4': 3, 'T=5': 2, 'T=6': 2} and not waiting
+  plan = plan_lib.build([stages], store, str(tmp_path / 'runs'), 2)
+  todo = [p.spec.label for p in plan.runs if p.to_train]
+  assert sorted(todo) == ['cpm_T3_joint_s2', 'cpm_T4_joint_s2']
+  assert claims_lib.evaluate(stages, store).text == 'not yet run (12 of 14 runs finished)'
+  # The decision stays once the third seeds are in, whatever they say.
+  for t in (3, 4):
+    put(store, stages.settings[f'T={t}'](2)[0], 70.0)
+  assert claims_lib.seeds_needed(stages, store, 2)[0]['T=3'] == 3
+  assert claims_lib.evaluate(stages, store).finished == 14
+  # --seeds=3 asks for three everywhere.
+  assert set(claims_lib.seeds_needed(stages, store, 3)[0].values()) == {3}
+
+
+# -------------------------------------------------------------------------- verdicts --
+
+def _verdict(claim, store):
+  return claims_lib.evaluate(claim, store).text
+
+
+def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
+  stages = _claim(claims, 'stages')
+  store = S.Store(str(tmp_path / 'a'))
+  assert _verdict(stages, store) == 'not yet run (0 of 12 runs finished)'
+  # Three seeds each: neighbours within twice their spread get a third seed anyway.
+  for t, v in zip(range(1, 7), (50, 60, 70, 80, 90, 90.5)):
+    put_setting(store, stages, f'T={t}', [v, v + 1, v + 0.5])
+  text = _verdict(stages, store)
+  assert text.startswith('holds: the final stage\'s accuracy rises with every stage up to 5 '
+                         'and the gain from 5 to 6 is +0.5 points (T=1 50.5 ± 0.7, T=2 60.5')
+  assert text.endswith('T=6 91.0 ± 0.5)')
+  dip = S.Store(str(tmp_path / 'b'))
+  for t, v in zip(range(1, 7), (50, 60, 70, 65, 80, 81)):
+    put_setting(dip, stages, f'T={t}', [v, v + 1, v + 0.5])
+  assert _verdict(stages, dip).startswith(
+      'does not hold, because the final stage\'s accuracy does not rise from T=3 to T=4 '
+      '(T=1 50.5 ± 0.7')
+  late = S.Store(str(tmp_path / 'c'))
+  for t, v in zip(range(1, 7), (50, 60, 70, 75, 78, 85)):
+    put_setting(late, stages, f'T={t}', [v, v + 1, v + 0.5])
+  assert 'the gain from T=5 to T=6 (+7.0) is not smaller than from T=4 to T=5 (+3.0)' in \
+      _verdict(stages, late)
+  # A run whose final evaluation moved by more than a point leaves the claim unsettled.
+  put(late, stages.settings['T=2'](1)[0], 61.0, change=2.5)
+  assert _verdict(stages, late).startswith(
+      'not settled, because 1 of its runs did not converge (final evaluation more than 1 point '
+      'from the one before: cpm_T2_joint_s1 (+2.5))')
+
+
+def test_scheme_gradient_and_receptive_field_verdicts(claims, tmp_path):
+  store = S.Store(str(tmp_path / 's'))
+  schemes = _claim(claims, 'schemes')
+  # (iii)'s chain starts with (ii)'s phases: (ii) is written after it.
+  for setting, values in (('joint', [80, 82, 81]), ('stagewise_finetune', [79, 80, 79.5]),
+                          ('stagewise', [70, 71, 70.5]), ('final_only', [60, 62, 61]),
+                          ('joint_long', [83, 84, 83.5])):
+    put_setting(store, schemes, setting, values)
+  text = _verdict(schemes, store)
+  assert text.startswith('holds: (i) 81.0 ± 1.0 beats every other scheme; (ii) stage-wise ends '
+                         'below (i) at 70.5 ± 0.7; (iii) reaches 79.5 ± 0.5')
+  put_setting(store, schemes, 'final_only', [85, 86, 85.5])
+  assert 'does not beat (iv)' in _verdict(schemes, store)
+  assert '(iv) final-stage loss only is not the worst at 85.5 ± 0.7' in _verdict(schemes, store)
+
+  grads = _claim(claims, 'gradients')
+  g = S.Store(str(tmp_path / 'g'))
+  for seed in (0, 1):
+    put(g, grads.settings['joint'](seed)[0], 80, grads=_gradient_summary(0.1, 0.08))
+    put(g, grads.settings['final_only'](seed)[0], 70,
+        grads=_gradient_summary(0.1, 0.01 * (1 + seed)))
+  text = _verdict(grads, g)
+  assert text.startswith('holds: at stage1/trunk/conv1, nearest the input, the standard '
+                         'deviation of the gradient values at the last recording (step 4) is '
+                         '5.66 times that without intermediate supervision (per seed: 8.00, '
+                         '4.00); from the first recording after initialisation (step 2) to the '
+                         'last it went to 80% of its value with intermediate supervision and '
+                         'to 15% without')
+  put(g, grads.settings['final_only'](1)[0], 70, grads=_gradient_summary(0.1, 0.09))
+  assert _verdict(grads, g) == 'not yet run (4 of 6 runs finished)'  # now within the spread
+  put(g, grads.settings['joint'](2)[0], 80, grads=_gradient_summary(0.1, 0.08))
+  put(g, grads.settings['final_only'](2)[0], 70, grads=_gradient_summary(0.1, 0.09))
+  assert 'the claim needs a ratio of at least 2 in every seed' in _verdict(grads, g)
+
+  rf = _claim(claims, 'receptive_fields')
+  runs = rf.runs
+  assert runs.receptive_field(3, 1) < runs.receptive_field(None, None)
+  r = S.Store(str(tmp_path / 'r'))
+  # Fields of 21 (3/1), 29 (base) and 51 px (5/5); the person is 43 px tall.
+  put_setting(r, rf, '3/1', [40, 42])
+  put_setting(r, rf, 'base', [50, 51])
+  put_setting(r, rf, '5/5', [60, 61])
+  assert _verdict(rf, r) == (
+      'holds: accuracy rises up to a field of 51 px, the first of at least 90% of the person\'s '
+      'height of 43 px, and gains at most +0.0 points beyond it (21 px 41.0 ± 1.4, 29 px 50.5 ± 0.7, '
+      '51 px 60.5 ± 0.7)')
+  put_setting(r, rf, '3/1', [70, 72])
+  assert _verdict(rf, r).startswith('does not hold, because accuracy does not rise from the '
+                                    'field of')
+
+
+def test_recurrent_verdicts(claims, tmp_path):
+  store = S.Store(str(tmp_path / 'rec'))
+  occ, its, limbs, vis = (_claim(claims, k) for k in (
+      'recurrent_occlusion', 'recurrent_iterations', 'recurrent_limbs',
+      'recurrent_visibility'))
+  for name, final, ap in (('include + limbs', 80, 95), ('exclude + limbs', 76, 97),
+                          ('ignore + limbs', 78, 96)):
+    put_setting(store, occ, name, [final, final + 1], visibility_ap=ap)
+  put_setting(store, its, 'include, no limbs', [79, 79], per_stage=[70, 75, 75.5])
+  assert _verdict(occ, store) == ('holds: PCKh@0.5 of the last output: include 80.5 ± 0.7, '
+                                  'exclude 76.5 ± 0.7, ignore 78.5 ± 0.7; excluding them costs '
+                                  '4.0 points')
+  assert _verdict(its, store).startswith('holds: PCKh@0.5 of the include model without limbs: '
+                                         'feed-forward 70.0 ± 0.0, iteration 1 75.0 ± 0.0 '
+                                         '(+5.0), iteration 2 75.5 ± 0.0 (+0.5)')
+  assert _verdict(limbs, store) == ('holds: PCKh@0.5 of the last output 80.5 ± 0.7 with limb '
+                                    'heatmaps, 75.5 ± 0.0 without')
+  assert _verdict(vis, store).startswith('holds: visibility AP of the last output: include '
+                                         '95.0 ± 0.0, exclude 97.0 ± 0.0')
+  put_setting(store, vis, 'exclude + limbs', [76, 77], visibility_ap=94)
+  assert _verdict(vis, store).startswith('does not hold, because ignore, not exclude, gives the '
+                                         'best visibility AP')
+
+
+# ----------------------------------------------------------------------------- page --
+
+def test_page_and_figures_from_hand_made_summaries(claims, tmp_path):
+  store = S.Store(str(tmp_path / 'docs' / 'results' / 'runs'))
+  page = str(tmp_path / 'docs' / 'results.md')
+  figs = str(tmp_path / 'docs' / 'results')
+  results = [claims_lib.evaluate(c, store) for c in claims]
+  assert report.write(results, store, page, figs, 'python experiments/results.py') == []
+  text = open(page).read()
+  assert '| [Gradients across depth (CPM Fig. 5)](#gradients-across-depth-cpm-fig-5) | **not ' \
+         'yet run** | 0 of 4 |' in text
+  assert '(none finished yet)' in text
+  # Every claim's runs finished, with numbers that make each claim hold.
+  rng = np.random.default_rng(0)
+  by_key = {c.key: c for c in claims}
+  for seed in (0, 1):
+    for t, v in zip(range(1, 7), (48, 56, 64, 72, 77, 80)):
+      for s in by_key['stages'].settings[f'T={t}'](seed):
+        put(store, s, v + seed, grads=_gradient_summary(0.1, 0.08))
+    for setting, v in (('stagewise_finetune', 54.2), ('stagewise', 45), ('final_only', 30),
+                       ('joint_long', 60)):
+      for s in by_key['schemes'].settings[setting](seed):
+        put(store, s, v + seed, grads=_gradient_summary(0.1, 0.01))
+    put(store, by_key['receptive_fields'].settings['3/1'](seed)[0], 40 + seed)
+    put(store, by_key['receptive_fields'].settings['5/5'](seed)[0], 70 + seed)
+    for m, l in claims_lib.RECURRENT_VARIANTS:
+      s = claims[0].runs.recurrent(m, l, seed)[0]
+      pr = S.precision_recall_summary(rng.random(200), rng.random(200) < 0.9)
+      final = {'include': 80, 'exclude': 76, 'ignore': 78}[m] - (0 if l else 3)
+      put(store, s, final, per_stage=[v + 0.2 * seed for v in (final - 6, final - 0.5, final)],
+          visibility_ap={'include': 95, 'exclude': 97, 'ignore': 96}[m], pr=pr)
+  results = [claims_lib.evaluate(c, store) for c in claims]
+  written = report.write(results, store, page, figs, 'python experiments/results.py')
+  assert set(written) == {'gradients.png', 'gradient_spread.png', 'stages.png',
+                          'refinement.png', 'schemes.png', 'receptive_fields.png',
+                          'recurrent.png', 'convergence.png'}
+  for name in written:
+    assert os.path.getsize(os.path.join(figs, name)) > 5000
+  text = open(page).read()
+  assert all(r.status == 'holds' for r in results), [r.text for r in results]
+  assert text.count('| **holds** |') == len(claims)
+  assert '![stages](results/stages.png)' in text or '](results/stages.png)' in text
+  assert '| include + limbs | 2/2 | 74.1 ± 0.1 | 79.6 ± 0.1 | 80.1 ± 0.1 | 95.0 / 95.0 / ' \
+         '95.0 |' in text
+  # A figure the page no longer draws is removed.
+  empty = S.Store(str(tmp_path / 'none'))
+  report.write([claims_lib.evaluate(c, empty) for c in claims], empty, page, figs, 'cmd')
+  assert not os.path.exists(os.path.join(figs, 'stages.png'))
+
+
+# ------------------------------------------------------------------------ real training --
+
+def test_a_real_tiny_run_leaves_a_small_summary(tfds_dir, tmp_path):
+  config = tiny_config(tfds_dir, gradients=GRADIENTS, eval_every_steps=2)
+  s = plan_lib.spec('tiny_joint_s0', config, pictures=True)
+  store = S.Store(str(tmp_path / 'summaries'))
+  runs_dir = str(tmp_path / 'runs')
+  done = []
+
+  def make():
+    return plan_lib.Plan([plan_lib.Planned(s, ['x'], store.finished(s.key))], [], 0.0)
+  plan_lib.execute(make, store, runs_dir, on_saved=lambda spec, d: done.append(d))
+  loaded = store.load(s.key)
+  assert [h['step'] for h in loaded['eval']['history']] == [2, 4]
+  assert len(loaded['eval']['history'][-1]['pck@0.5']) == 2
+  assert S.last_change(loaded) is not None
+  g = loaded['gradients']
+  assert g['steps'] == [0, 2] and g['layers'][0] == 'stage1/trunk/conv1'
+  assert len(g['histogram']['stage1/trunk/conv1']['counts'][0]) == S.HISTOGRAM_BINS
+  assert loaded['time']['cpu_seconds'] > 0 and loaded['time']['attempts'] == 1
+  assert 'belief_maps' in loaded
+  d = done[0]
+  sizes = {f: os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)}
+  assert sum(v for f, v in sizes.items() if f.endswith('.json')) < 30_000, sizes
+  # The workdir kept its checkpoints, and the same plan now trains nothing.
+  assert S.checkpoint_step(plan_lib.workdir(runs_dir, s)) == 4
+  assert plan_lib.execute(make, store, runs_dir) == []
