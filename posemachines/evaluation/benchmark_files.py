@@ -457,7 +457,7 @@ def plot_curves(result: dict, path: str, title: str | None = None) -> None:
               label=label)
     ax.set_title(name, fontsize=10)
     ax.set_xlim(curves['thresholds'][0], curves['thresholds'][-1])
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 102)  # a curve at 100% stays visible above the frame
     ax.grid(alpha=0.3)
     ax.set_xlabel(f'normalised distance ({metric})', fontsize=8)
     ax.set_ylabel('detection rate, %', fontsize=8)
