@@ -139,7 +139,7 @@ def check(config, workdir: str):
   if saved is None:
     return []
   diffs = differences(saved, as_json(config))
-  if diffs and not config.get('allow_config_change', False):
+  if diffs and not config.allow_config_change:
     s = 's' if len(diffs) > 1 else ''
     raise errors.ConfigMismatch(
         f'The workdir {workdir} holds a run with another config: {len(diffs)} field{s} '
