@@ -27,7 +27,7 @@ def test_evaluate_command_writes_tables_curves_and_mat_files(trained_workdir, tm
   assert final['columns'][-3:] == ['Mean', 'Mean@0.1', 'AUC']
   assert all(0.0 <= final['row'][c] <= 1.0 for c in final['columns'])
   assert len(final['curves']['Mean']) == 51
-  assert '| 2 |' in open(out / 'eval.md').read() and '| 2 |' in run.stdout
+  assert '| stage 2 |' in open(out / 'eval.md').read() and '| stage 2 |' in run.stdout
   assert os.path.getsize(out / 'curves.png') > 10_000
   # The final stage's predictions, written as MPII .mat, score exactly as the table above.
   scored = mpii_results.score(str(mats / 'annotations.mat'), str(mats / 'predictions.mat'))

@@ -61,7 +61,7 @@ def test_train_then_evaluate_on_json_people(setting):
               '--config.data.validation_fraction=0.4')
   assert proc.returncode == 0, proc.stderr[-3000:]
   # Images k = 2 and 4 of 5 are held out: 2 people.
-  assert 'Final PCK@0.5 per stage: s1=' in proc.stdout
+  assert 'Final PCKh@0.5 (%) per output: stage 1 ' in proc.stdout
   assert f'(2 people, {workdir}/eval.json)' in proc.stdout
   assert json.load(open(workdir / 'eval.json'))['num_people'] == 2
   saved = json.load(open(workdir / 'config.json'))['data']
@@ -132,7 +132,7 @@ def test_a_validation_split_without_labelled_parts(setting):
   assert proc.stdout.strip().splitlines()[-1] == (
       f'Final evaluation: no labelled parts in the evaluation split (1 people); '
       f'{workdir}/eval.json')
-  assert 'PCK@0.5 per stage' not in proc.stdout
+  assert 'per output' not in proc.stdout
   result = json.load(open(workdir / 'eval.json'))
   assert result['stages'] == [] and result['note'] == 'no labelled parts'
   proc = _run('evaluate', f'--model={workdir}', '--scales=1.0', '--noflip',
