@@ -4,6 +4,9 @@ import os
 import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# As posemachines sets it for its commands: the tests' in-process runs and the commands they
+# start as subprocesses then run the same TensorFlow kernels (bit-identical data pipelines).
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 
 def pytest_configure(config):
