@@ -267,7 +267,8 @@ def figure_convergence(rows, outdir):
   groups = {}
   for r in rows:
     groups.setdefault(r['group'], []).append(r)
-  fig, axes = plt.subplots(1, len(groups), squeeze=False, figsize=(3.2 * len(groups), 3))
+  fig, axes = plt.subplots(1, len(groups), squeeze=False,
+                           figsize=(max(3.2 * len(groups), 6.4), 3))
   for ax, (group, rs) in zip(axes[0], groups.items()):
     for r in rs:
       h = r['loaded']['eval'].get('history') or []
