@@ -515,7 +515,7 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
   lines = [
       "# The papers' claims on synthetic people (CPU scale)", '',
       f'Every claim of the CPM paper (Wei et al. 2016) and of the recurrent pose model '
-      f'(Belagiannis and Zisserman 2017), settled by runs of our own on {data}. This page and '
+      f'(Belagiannis and Zisserman 2017), tested by runs of our own on {data}. This page and '
       f'its figures are written by `{command}` from the summaries of the finished runs in '
       '[results/runs/](results/runs/); rerunning it trains what is missing (finished runs are '
       'skipped, an interrupted one resumes) and rewrites the page. `--plan` lists the runs, '
@@ -525,7 +525,8 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
   for r in results:
     lines.append(f'| [{r.claim.title}](#{_anchor(r.claim.title)}) | **{r.status}** | '
                  f'{r.finished} of {r.total} |')
-  lines += ['', f'{len(rows)} runs have finished so far: {cpu_total / 3600:.1f} CPU hours '
+  lines += ['', f'{len(rows)} {"run has" if len(rows) == 1 else "runs have"} finished so far: '
+            f'{cpu_total / 3600:.1f} CPU hours '
             f'({wall_total / 3600:.1f} hours of wall time) on the 2-core machine, shared with '
             'other jobs.', '',
             '## Setup', '',
