@@ -288,8 +288,8 @@ def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
   # A run whose final evaluation moved by more than a point leaves the claim unsettled.
   put(late, stages.settings['T=2'](1)[0], 61.0, change=2.5)
   assert _verdict(stages, late).startswith(
-      'not settled, because 1 of its runs did not converge (final evaluation more than 1 point '
-      'from the one before: cpm_T2_joint_s1 (+2.5))')
+      'not settled, because 1 of its runs did not converge (final evaluation more than 1.5 '
+      'points from the one before: cpm_T2_joint_s1 (+2.5))')
 
 
 def test_scheme_gradient_and_receptive_field_verdicts(claims, tmp_path):

@@ -267,7 +267,8 @@ def figure_convergence(rows, outdir):
   groups = {}
   for r in rows:
     groups.setdefault(r['group'], []).append(r)
-  fig, axes = plt.subplots(1, len(groups), squeeze=False, figsize=(3.2 * len(groups), 3))
+  fig, axes = plt.subplots(1, len(groups), squeeze=False,
+                           figsize=(max(3.2 * len(groups), 6.4), 3))
   for ax, (group, rs) in zip(axes[0], groups.items()):
     for r in rs:
       h = r['loaded']['eval'].get('history') or []
@@ -514,7 +515,7 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
   lines = [
       "# The papers' claims on synthetic people (CPU scale)", '',
       f'Every claim of the CPM paper (Wei et al. 2016) and of the recurrent pose model '
-      f'(Belagiannis and Zisserman 2017), settled by runs of our own on {data}. This page and '
+      f'(Belagiannis and Zisserman 2017), tested by runs of our own on {data}. This page and '
       f'its figures are written by `{command}` from the summaries of the finished runs in '
       '[results/runs/](results/runs/); rerunning it trains what is missing (finished runs are '
       'skipped, an interrupted one resumes) and rewrites the page. `--plan` lists the runs, '
@@ -524,7 +525,8 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
   for r in results:
     lines.append(f'| [{r.claim.title}](#{_anchor(r.claim.title)}) | **{r.status}** | '
                  f'{r.finished} of {r.total} |')
-  lines += ['', f'{len(rows)} runs have finished so far: {cpu_total / 3600:.1f} CPU hours '
+  lines += ['', f'{len(rows)} {"run has" if len(rows) == 1 else "runs have"} finished so far: '
+            f'{cpu_total / 3600:.1f} CPU hours '
             f'({wall_total / 3600:.1f} hours of wall time) on the 2-core machine, shared with '
             'other jobs.', '',
             '## Setup', '',
@@ -534,9 +536,12 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
             'cosine decay), with every field written out; the CPM base is the default 3-stage '
             'model, reaching about 64 / 80 / 88 PCKh@0.5 in stages 1 / 2 / 3.',
             f'- Convergence: every run evaluates all 500 validation people every 500 steps; a '
-            f'run counts only when its final evaluation is within '
-            f'{claims_lib.CONVERGENCE_POINTS:g} point (final stage) of the one before '
-            '([convergence](#convergence)).',
+            f'run counts only when its final evaluation (final stage) is within '
+            f'{claims_lib.CONVERGENCE_POINTS:g} points of the one 500 steps before '
+            '([convergence](#convergence)). That is how "within about 1 point" is read here: '
+            'the first runs of the default schedule moved by +0.7 to +1.3 points over their '
+            'last 500 steps, so with a bound of exactly 1 point most settings would need a '
+            'longer schedule than the default\'s.',
             '- Seeds: `seed` sets the initial weights, the batch order and the augmentation '
             '(the data set is the same). Every setting has at least 2 seeds; where two '
             'compared settings differ by less than twice the larger of their spreads, both '
