@@ -23,7 +23,15 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       stage1_kernels=(5, 9, 1), stage1_widths=(32, 512, 512), stage1_dropout=(False, True, True),
       stage_feature_kernel=5, stage_feature_width=32,
       stage_kernels=(11, 11, 11, 1), stage_widths=(128, 128, 128, 128),
-      use_center_map=True, dropout_rate=0.5, weight_init='gaussian'))
+      use_center_map=True, dropout_rate=0.5, weight_init='gaussian',
+      # 'custom': convolutions and ReLU + max-pools with hand-written backward passes
+      # (posemachines/models/ops.py: faster, far less memory on CPU); 'flax': nn.Conv and
+      # nn.max_pool with JAX's own gradients. Same parameters and the same sums.
+      layers='custom',
+      # What the backward pass recomputes instead of keeping: 'none'; 'stage' (keeps each
+      # stage's inputs only: least memory, about one more forward pass); 'block' (keeps every
+      # conv block's output, recomputes inside blocks).
+      remat='none'))
   c.data = ml_collections.ConfigDict(dict(
       dataset='mpii', data_dir='', train_split='train', eval_split='validation',
       # Real datasets are read from the archives in manual_dir (default: tfds' manual dir,
@@ -57,6 +65,9 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
   c.eval_batch_size = 16
   c.num_pictures = 8                 # validation images drawn at the end of training
   c.on_nan = 'stop'                  # 'stop' or 'skip'
+  # Computation type: 'fp32', or 'bf16' (bfloat16 activations and convolution inputs with
+  # float32 accumulation; float32 parameters, optimizer state, loss and gradients' update).
+  c.precision = 'fp32'
   return c
 
 
