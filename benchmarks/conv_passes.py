@@ -1,30 +1,25 @@
 """Per-convolution timings of the three passes (forward, input gradient, weight gradient) of every
-distinct convolution of a CPM config, in several formulations and under XLA CPU flag settings.
+distinct convolution of a CPM config, in each form of posemachines/models/ops.py, under XLA CPU
+flag settings, and in PyTorch: all interleaved.
 
   python benchmarks/conv_passes.py [--config=experiments/cpm_mpii.py] [--batch_size=4]
-      [--settings=xla_default,package_default] [--only=L2,T2] [--repeats=3] [--torch]
+      [--settings=xla_default,package_default] [--only=L2,T2] [--passes=fwd,dx,dw]
+      [--repeats=3] [--torch] [--skip_forms=dw/rows] [--json_out=FILE]
 
-Each flag setting runs in its own process (XLA reads XLA_FLAGS once). Formulations:
+XLA reads XLA_FLAGS once per process, so every setting (and torch) gets its own worker process,
+all started together. For each convolution every worker compiles all its forms; then
+``--repeats`` rounds call each (worker, form) once in turn, so the machine's drifts fall on all
+of them alike. Reported: GFLOP/s (2 FLOP per multiply-add) of the median call, and seconds.
 
-  fwd  lax        lax.conv_general_dilated, NHWC x HWIO
-  dx   transpose  JAX's transpose rule of the forward conv (what autodiff emits)
-       conv       an explicit forward-form conv of the output gradient with the flipped,
-                  in/out-swapped kernel (HWIO)
-  dw   transpose  JAX's transpose rule
-       conv       an explicit conv in canonical form with transposed operands:
-                  x as [Cin, H, W, B] (batch = Cin), dy as [H, W, B, Cout] (the kernel)
-       conv3d     the same with a third, size-1 spatial dimension (a form YNNPACK does not take)
-       rows       per kernel row: patches of that row (kw shifts stacked on channels), one dot
-(the first three of each are posemachines.models.ops' forms). The forms of one pass are timed in
-alternating rounds.
-
-Reported: GFLOP/s (2 FLOP per multiply-add) from the median of --repeats timed calls, and for
---torch the same passes in PyTorch (torch.nn.grad).
+Forms (posemachines.models.ops): fwd 'lax' (lax.conv_general_dilated, NHWC x HWIO); dx
+'transpose' (JAX's own transpose rule), 'conv'; dw 'transpose', 'conv', 'swap', 'rows' (see
+ops.ConvForms). Settings: xla_default (XLA's own CPU flags: YNNPACK takes the convolutions it
+supports), package_default (posemachines' historical --xla_cpu_experimental_ynn_fusion_type=
+-individual_convolution), ynn_off (no YNN fusions).
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import statistics
@@ -39,8 +34,8 @@ FLAG = '--xla_cpu_experimental_ynn_fusion_type='
 
 def cpm_convolutions(config):
   """(name, cin, cout, kernel, size, count, needs_dx) of every distinct conv of the CPM."""
-  m, size = config.model, config.data.crop_size
   from posemachines import skeleton  # pylint: disable=g-import-not-at-top
+  m, size = config.model, config.data.crop_size
   out = skeleton.get(config.data.parts).num_parts + 1
   convs = []
   trunks = 2 if m.num_stages > 1 else 1
@@ -67,120 +62,108 @@ def cpm_convolutions(config):
 
 
 # ---------------------------------------------------------------------------------------------
-# JAX formulations.
+# Workers.
 
 
-def jax_formulations():
-  """{pass: {form: fn}}: the forms of posemachines/models/ops.py, plus a per-row im2col dot."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from posemachines.models import ops  # pylint: disable=g-import-not-at-top
+class JaxWorker:
 
-  def pads(w):
-    p = w.shape[0] // 2
-    return ((p, p), (p, p))
+  def __init__(self, batch, passes, skip_forms):
+    import jax  # pylint: disable=g-import-not-at-top
+    from posemachines.models import ops  # pylint: disable=g-import-not-at-top
+    self.jax, self.ops = jax, ops
+    self.batch, self.passes, self.skip = batch, passes, skip_forms
+    self.calls = {}
 
-  def fwd(x, w):
-    return ops._conv(x, w, pads(w))  # pylint: disable=protected-access
+  def forms(self):
+    ops = self.ops
+    return {'fwd': ['lax'], 'dx': list(ops.INPUT_GRAD_FORMS), 'dw': list(ops.WEIGHT_GRAD_FORMS)}
 
-  def dx(form):
-    return lambda x, w, g: ops.input_grad(g, w, x.shape, pads(w), form)
-
-  def dw(form):
-    return lambda x, w, g: ops.weight_grad(x, g, w.shape, pads(w), form)
-
-  def dw_rows(x, w, g):
-    k = w.shape[0]
-    p = k // 2
-    _, h, wd, c = x.shape
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    rows = []
-    for i in range(k):
-      patches = jnp.concatenate([xp[:, i:i + h, j:j + wd] for j in range(k)], axis=-1)
-      rows.append(jnp.einsum('bhwk,bhwo->ko', patches, g).reshape(k, c, -1))
-    return jnp.stack(rows)
-
-  return {'fwd': {'lax': fwd},
-          'dx': {f: dx(f) for f in ops.INPUT_GRAD_FORMS},
-          'dw': {**{f: dw(f) for f in ops.WEIGHT_GRAD_FORMS}, 'rows': dw_rows}}
-
-
-def _compile(fn, args):
-  import jax  # pylint: disable=g-import-not-at-top
-  compiled = jax.jit(fn).lower(*args).compile()
-  jax.block_until_ready(compiled(*args))
-  return compiled
-
-
-def _interleaved(calls: dict, repeats: int) -> dict:
-  """Median seconds of each call, timed in alternating rounds."""
-  import jax  # pylint: disable=g-import-not-at-top
-  times = {k: [] for k in calls}
-  for _ in range(repeats):
-    for k, call in calls.items():
-      t0 = time.perf_counter()
-      jax.block_until_ready(call())
-      times[k].append(time.perf_counter() - t0)
-  return {k: statistics.median(v) for k, v in times.items()}
-
-
-def run_jax(convs, batch, repeats, passes, skip_rows_above, skip_forms=()):
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  forms = jax_formulations()
-  rng = np.random.default_rng(0)
-  rows = []
-  for name, cin, cout, k, s, count, needs_dx in convs:
-    x = jnp.asarray(rng.standard_normal((batch, s, s, cin), dtype=np.float32))
+  def prepare(self, conv):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    jax, ops = self.jax, self.ops
+    _, cin, cout, k, s, _, needs_dx = conv
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((self.batch, s, s, cin), dtype=np.float32))
     w = jnp.asarray(rng.standard_normal((k, k, cin, cout), dtype=np.float32) * 0.01)
-    g = jnp.asarray(rng.standard_normal((batch, s, s, cout), dtype=np.float32))
-    gflop = 2.0 * batch * s * s * k * k * cin * cout / 1e9
-    for kind, fns in forms.items():
-      if kind not in passes or (kind == 'dx' and not needs_dx):
+    g = jnp.asarray(rng.standard_normal((self.batch, s, s, cout), dtype=np.float32))
+    pads = ((k // 2, k // 2),) * 2
+    fns = {'fwd/lax': (lambda x, w: ops._conv(x, w, pads), (x, w))}  # pylint: disable=protected-access
+    for f in ops.INPUT_GRAD_FORMS:
+      if needs_dx:
+        fns[f'dx/{f}'] = (lambda w, g, f=f: ops.input_grad(g, w, x.shape, pads, f), (w, g))
+    for f in ops.WEIGHT_GRAD_FORMS:
+      if f == 'rows' and k == 1:
         continue
-      calls = {}
-      for form, fn in fns.items():
-        if form == 'rows' and (k == 1 or s * s * k * cin > skip_rows_above):
-          continue
-        if f'{kind}/{form}' in skip_forms:
-          continue
-        args = (x, w) if kind == 'fwd' else (x, w, g)
-        compiled = _compile(fn, args)
-        calls[form] = functools.partial(compiled, *args)
-      for form, sec in _interleaved(calls, repeats).items():
-        rows.append({'conv': name, 'pass': kind, 'form': form, 'seconds': sec,
-                     'gflops': gflop / sec, 'count': count, 'gflop': gflop})
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-  return rows
+      fns[f'dw/{f}'] = (lambda x, g, f=f: ops.weight_grad(x, g, w.shape, pads, f), (x, g))
+    self.calls = {}
+    for name, (fn, args) in fns.items():
+      if name.split('/')[0] not in self.passes or name in self.skip:
+        continue
+      compiled = jax.jit(fn).lower(*args).compile()
+      jax.block_until_ready(compiled(*args))
+      self.calls[name] = (compiled, args)
+    return sorted(self.calls)
+
+  def run(self, name):
+    compiled, args = self.calls[name]
+    t0 = time.perf_counter()
+    self.jax.block_until_ready(compiled(*args))
+    return time.perf_counter() - t0
 
 
-def run_torch(convs, batch, repeats, passes):
-  import torch  # pylint: disable=g-import-not-at-top
-  torch.set_num_threads(os.cpu_count() or 1)
-  rows = []
-  for name, cin, cout, k, s, count, needs_dx in convs:
-    x = torch.randn(batch, cin, s, s)
+class TorchWorker:
+
+  def __init__(self, batch, passes, skip_forms):
+    del skip_forms
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(os.cpu_count() or 1)
+    self.torch, self.batch, self.passes = torch, batch, passes
+    self.calls = {}
+
+  def prepare(self, conv):
+    torch = self.torch
+    _, cin, cout, k, s, _, needs_dx = conv
+    x = torch.randn(self.batch, cin, s, s)
     w = torch.randn(cout, cin, k, k) * 0.01
-    g = torch.randn(batch, cout, s, s)
+    g = torch.randn(self.batch, cout, s, s)
     p = k // 2
-    gflop = 2.0 * batch * s * s * k * k * cin * cout / 1e9
-    fns = {'fwd': lambda: torch.nn.functional.conv2d(x, w, padding=p),
-           'dx': lambda: torch.nn.grad.conv2d_input(x.shape, w, g, padding=p),
-           'dw': lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, padding=p)}
-    for kind, fn in fns.items():
-      if kind not in passes or (kind == 'dx' and not needs_dx):
-        continue
-      with torch.no_grad():
-        fn()
-        times = []
-        for _ in range(repeats):
-          t0 = time.perf_counter()
-          fn()
-          times.append(time.perf_counter() - t0)
-      sec = statistics.median(times)
-      rows.append({'conv': name, 'pass': kind, 'form': 'torch', 'seconds': sec,
-                   'gflops': gflop / sec, 'count': count, 'gflop': gflop})
-      print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-  return rows
+    calls = {'fwd/torch': lambda: torch.nn.functional.conv2d(x, w, padding=p),
+             'dw/torch': lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, padding=p)}
+    if needs_dx:
+      calls['dx/torch'] = lambda: torch.nn.grad.conv2d_input(x.shape, w, g, padding=p)
+    self.calls = {n: c for n, c in calls.items() if n.split('/')[0] in self.passes}
+    with torch.no_grad():
+      for c in self.calls.values():
+        c()
+    return sorted(self.calls)
+
+  def run(self, name):
+    with self.torch.no_grad():
+      t0 = time.perf_counter()
+      self.calls[name]()
+      return time.perf_counter() - t0
+
+
+def worker_main(kind, batch, passes, skip_forms):
+  out = sys.stdout
+  sys.stdout = sys.stderr
+  sys.path.insert(0, ROOT)
+  worker = (TorchWorker if kind == 'torch' else JaxWorker)(batch, passes, skip_forms)
+  out.write(json.dumps({'ready': True}) + '\n')
+  out.flush()
+  for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd['op'] == 'quit':
+      break
+    result = worker.prepare(tuple(cmd['conv'])) if cmd['op'] == 'prepare' else worker.run(
+        cmd['name'])
+    out.write(json.dumps(result) + '\n')
+    out.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Coordinator.
 
 
 def _load_config(path):
@@ -191,18 +174,36 @@ def _load_config(path):
   return mod.get_config()
 
 
-def worker(args):
-  sys.path.insert(0, ROOT)
-  convs = cpm_convolutions(_load_config(args.config))
-  if args.only:
-    convs = [c for c in convs if c[0] in args.only.split(',')]
-  passes = args.passes.split(',')
-  if args.worker == 'torch':
-    rows = run_torch(convs, args.batch_size, args.repeats, passes)
-  else:
-    rows = run_jax(convs, args.batch_size, args.repeats, passes, args.skip_rows_above,
-                   [f for f in args.skip_forms.split(',') if f])
-  print(json.dumps(rows))
+class Worker:
+
+  def __init__(self, setting, args):
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, env.get('PYTHONPATH')]))
+    env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    if setting != 'torch':
+      kept = [f for f in env.get('XLA_FLAGS', '').split() if not f.startswith(FLAG)]
+      if SETTINGS[setting] is not None:
+        kept.append(FLAG + SETTINGS[setting])
+      env['XLA_FLAGS'] = ' '.join(kept)
+      env['POSEMACHINES_CPU_FLAGS'] = '0'
+    self.proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), '--worker', setting,
+         '--batch_size', str(args.batch_size), '--passes', args.passes,
+         '--skip_forms', args.skip_forms], env=env, cwd=ROOT, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True)
+    self.setting = setting
+    self.read()
+
+  def read(self):
+    line = self.proc.stdout.readline()
+    if not line:
+      raise RuntimeError(f'{self.setting}: worker ended (exit {self.proc.wait()})')
+    return json.loads(line)
+
+  def ask(self, **cmd):
+    self.proc.stdin.write(json.dumps(cmd) + '\n')
+    self.proc.stdin.flush()
+    return self.read()
 
 
 def main():
@@ -213,46 +214,54 @@ def main():
   ap.add_argument('--only', default='')
   ap.add_argument('--passes', default='fwd,dx,dw')
   ap.add_argument('--repeats', type=int, default=3)
-  ap.add_argument('--skip_rows_above', type=int, default=10**9,
-                  help='skip the "rows" dw form when H*W*k*Cin exceeds this')
-  ap.add_argument('--skip_forms', default='', help='e.g. dw/conv3d,dw/rows')
+  ap.add_argument('--skip_forms', default='', help='e.g. dw/rows,dx/transpose')
   ap.add_argument('--torch', action='store_true')
   ap.add_argument('--worker', default='')
   ap.add_argument('--json_out', default='')
   args = ap.parse_args()
   if args.worker:
-    return worker(args)
-  runs = [s for s in args.settings.split(',') if s] + (['torch'] if args.torch else [])
-  results = {}
-  for setting in runs:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, env.get('PYTHONPATH')]))
-    if setting != 'torch':
-      kept = [f for f in env.get('XLA_FLAGS', '').split() if not f.startswith(FLAG)]
-      if SETTINGS[setting] is not None:
-        kept.append(FLAG + SETTINGS[setting])
-      env['XLA_FLAGS'] = ' '.join(kept)
-      env['POSEMACHINES_CPU_FLAGS'] = '0'
-    cmd = [sys.executable, os.path.abspath(__file__), '--worker', setting] + [
-        a for a in sys.argv[1:] if not a.startswith('--settings') and a != '--torch']
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode:
-      sys.exit(f'{setting} failed:\n{proc.stderr[-3000:]}')
-    results[setting] = json.loads(proc.stdout.strip().splitlines()[-1])
-  table = {}
-  for setting, rows in results.items():
-    for r in rows:
-      table.setdefault((r['conv'], r['pass']), {})[f"{setting}/{r['form']}"] = r
-  cols = sorted({c for v in table.values() for c in v})
-  print(f"{'conv':<6} {'pass':<4} {'GFLOP':>7} " + ' '.join(f'{c:>22}' for c in cols))
-  for (conv, kind), v in table.items():
-    gflop = next(iter(v.values()))['gflop']
-    print(f'{conv:<6} {kind:<4} {gflop:>7.2f} ' + ' '.join(
-        f"{v[c]['gflops']:>16.0f} {v[c]['seconds']:>5.2f}" if c in v else f"{'':>22}"
-        for c in cols))
+    return worker_main(args.worker, args.batch_size, args.passes.split(','),
+                       [f for f in args.skip_forms.split(',') if f])
+  sys.path.insert(0, ROOT)
+  convs = cpm_convolutions(_load_config(args.config))
+  if args.only:
+    convs = [c for c in convs if c[0] in args.only.split(',')]
+  settings = [s for s in args.settings.split(',') if s] + (['torch'] if args.torch else [])
+  workers = [Worker(s, args) for s in settings]
+  with open('/proc/loadavg') as f:
+    load_before = ' '.join(f.read().split()[:3])
+  rows = []
+  for conv in convs:
+    name, cin, cout, k, s, count, _ = conv
+    gflop = 2.0 * args.batch_size * s * s * k * k * cin * cout / 1e9
+    names = {w.setting: w.ask(op='prepare', conv=list(conv)) for w in workers}
+    times = {(w.setting, n): [] for w in workers for n in names[w.setting]}
+    for _ in range(args.repeats):
+      for w in workers:
+        for n in names[w.setting]:
+          times[(w.setting, n)].append(w.ask(op='run', name=n))
+    for (setting, n), ts in times.items():
+      sec = statistics.median(ts)
+      kind, form = n.split('/')
+      rows.append({'conv': name, 'cin': cin, 'cout': cout, 'k': k, 'size': s, 'count': count,
+                   'pass': kind, 'setting': setting, 'form': form, 'seconds': sec,
+                   'gflop': gflop, 'gflops': gflop / sec})
+    best = {}
+    for r in rows[-len(times):]:
+      key = r['pass']
+      best.setdefault(key, []).append(f"{r['setting']}/{r['form']} {r['gflops']:.0f}")
+    print(f'{name} ({cin}->{cout}, {k}x{k}, {s}x{s}, x{count}, {gflop:.1f} GFLOP): ' +
+          '; '.join(f"{p}: {', '.join(v)}" for p, v in best.items()), flush=True)
+  for w in workers:
+    w.proc.stdin.write(json.dumps({'op': 'quit'}) + '\n')
+    w.proc.stdin.flush()
+    w.proc.wait()
+  with open('/proc/loadavg') as f:
+    load_after = ' '.join(f.read().split()[:3])
+  print(f'load average before {load_before}, after {load_after}')
   if args.json_out:
     with open(args.json_out, 'w') as f:
-      json.dump(results, f)
+      json.dump({'rows': rows, 'load_before': load_before, 'load_after': load_after}, f)
 
 
 if __name__ == '__main__':

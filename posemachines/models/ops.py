@@ -147,23 +147,26 @@ def relu_max_pool(x, window: int, stride: int, pads):
 
 @dataclasses.dataclass(frozen=True)
 class ConvForms:
-  """How each pass of a convolution is written for XLA.
+  """How each gradient of a convolution is written for XLA.
 
   input_grad   'transpose': JAX's own transpose rule (a convolution XLA canonicalises with
                transposes); 'conv': an explicit forward-form convolution of the output gradient
                with the flipped, in/out-swapped kernel.
   weight_grad  'transpose': JAX's own transpose rule; 'conv': an explicit convolution in
-               canonical form of the transposed operands (x as [Cin, H, W, B] is the batch of
-               Cin images, the output gradient as [H, W, B, Cout] the kernel); 'conv3d': the
-               same with a third, size-1 spatial dimension, which XLA runs on its classic
-               (Eigen) path even where YNNPACK would take the 2-D form.
+               canonical form of the transposed operands (x as [Cin, H, W, B] is a batch of Cin
+               images, the output gradient as [H, W, B, Cout] the kernel); 'swap': the roles
+               swapped (the output gradient as a batch of Cout images, the padded input as a
+               kernel larger than that image, which YNNPACK declines and XLA's classic Eigen
+               path takes), the result flipped; 'rows': per kernel row, one matrix product of
+               that row's patches (the kernel width's shifts stacked on channels) with the
+               output gradient.
   """
   input_grad: str = 'conv'
-  weight_grad: str = 'conv3d'
+  weight_grad: str = 'conv'
 
 
 INPUT_GRAD_FORMS = ('transpose', 'conv')
-WEIGHT_GRAD_FORMS = ('transpose', 'conv', 'conv3d')
+WEIGHT_GRAD_FORMS = ('transpose', 'conv', 'swap', 'rows')
 
 
 def _conv(x, w, padding, precision=None):
@@ -197,28 +200,41 @@ def weight_grad(x, g, w_shape, padding, form: str):
   """d(conv(x, w)) / dw contracted with the output gradient ``g``: [kh, kw, Cin, Cout]."""
   kh, kw = w_shape[:2]
   (pt, pb), (pl, pr) = padding
-  # Output spatial size of the transposed-operand convolution must be (kh, kw).
-  hi_h = kh - 1 - (x.shape[1] + pt + pb - g.shape[1]) + pb
-  hi_w = kw - 1 - (x.shape[2] + pl + pr - g.shape[2]) + pr
-  pads = ((pt, hi_h), (pl, hi_w))
+  g = g.astype(x.dtype)
   acc = _accumulator(x.dtype)
   if form == 'transpose':
     f = lambda w: _conv(x, w, padding)
     w_aval = jax.ShapeDtypeStruct(w_shape, x.dtype)
     out = jax.eval_shape(f, w_aval)
     return jax.linear_transpose(f, w_aval)(g.astype(out.dtype))[0]
+  # The high padding that makes the output (kh, kw): x's padded size - g's size + 1 = k.
+  hi_h = kh - 1 - (x.shape[1] + pt - g.shape[1])
+  hi_w = kw - 1 - (x.shape[2] + pl - g.shape[2])
   if form == 'conv':
-    out = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g.astype(x.dtype).transpose(1, 2, 0, 3),
-                                   (1, 1), pads, dimension_numbers=NHWC,
+    out = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1),
+                                   ((pt, hi_h), (pl, hi_w)), dimension_numbers=NHWC,
                                    preferred_element_type=acc)
     return out.transpose(1, 2, 0, 3)
-  if form == 'conv3d':
-    out = lax.conv_general_dilated(x.transpose(3, 1, 2, 0)[:, :, :, None],
-                                   g.astype(x.dtype).transpose(1, 2, 0, 3)[:, :, None],
-                                   (1, 1, 1), pads + ((0, 0),),
-                                   dimension_numbers=('NHWDC', 'HWDIO', 'NHWDC'),
+  if form == 'swap':
+    # out[co, u, v, ci] = sum g[b, h, w, co] xpad[b, h + kh-1-u, w + kw-1-v, ci]: g, padded by
+    # k - 1 on each side, is the image; the padded x the kernel.
+    xp = lax.pad(x, jnp.array(0, x.dtype), [(0, 0, 0), (pt, hi_h, 0), (pl, hi_w, 0), (0, 0, 0)])
+    ph, pw = xp.shape[1] - g.shape[1], xp.shape[2] - g.shape[2]   # = kh - 1, kw - 1
+    out = lax.conv_general_dilated(g.transpose(3, 1, 2, 0), xp.transpose(1, 2, 0, 3), (1, 1),
+                                   ((ph, ph), (pw, pw)), dimension_numbers=NHWC,
                                    preferred_element_type=acc)
-    return out[:, :, :, 0].transpose(1, 2, 0, 3)
+    return jnp.flip(out, (1, 2)).transpose(1, 2, 3, 0)
+  if form == 'rows':
+    xp = lax.pad(x, jnp.array(0, x.dtype), [(0, 0, 0), (pt, hi_h, 0), (pl, hi_w, 0), (0, 0, 0)])
+    b, h, w, c = g.shape[0], g.shape[1], g.shape[2], x.shape[3]
+    g2 = g.reshape(b * h * w, g.shape[3])
+    rows = []
+    for i in range(kh):
+      patches = jnp.concatenate([xp[:, i:i + h, j:j + w] for j in range(kw)], axis=-1)
+      rows.append(lax.dot_general(patches.reshape(b * h * w, kw * c), g2,
+                                  (((0,), (0,)), ((), ())),
+                                  preferred_element_type=acc).reshape(kw, c, -1))
+    return jnp.stack(rows)
   raise ValueError(f'Unknown weight-gradient form {form!r}; known: {WEIGHT_GRAD_FORMS}')
 
 
@@ -248,9 +264,14 @@ _conv_bias.defvjp(_conv_bias_fwd, _conv_bias_bwd)
 
 
 def choose_forms(x_shape, w_shape) -> ConvForms:
-  """The forms of a convolution's gradients, by its shape (see ConvForms)."""
-  del x_shape, w_shape
-  return ConvForms()
+  """The forms of a convolution's gradients, by its shape (see ConvForms).
+
+  Measured per convolution of the released CPM (benchmarks/conv_passes.py, batch 4, with the
+  package's XLA flag): the explicit transposed-operand weight gradient ('conv') is faster than
+  JAX's own ('transpose') for the k x k convolutions (the 3->128 9x9 one at 368x368 by 1.5x),
+  and slower for the 1x1 ones; both input-gradient forms run at the same speed."""
+  del x_shape
+  return ConvForms(input_grad='conv', weight_grad='transpose' if w_shape[0] == 1 else 'conv')
 
 
 def conv(x, w, b, padding, relu: bool = False, forms: ConvForms = ConvForms()):
