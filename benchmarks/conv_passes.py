@@ -28,8 +28,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SETTINGS = {'xla_default': None, 'package_default': '-individual_convolution', 'ynn_off': ''}
 FLAG = '--xla_cpu_experimental_ynn_fusion_type='
+# name -> XLA flags added to the environment's (None: the YNN flag left unset).
+SETTINGS = {'xla_default': None, 'package_default': FLAG + '-individual_convolution',
+            'ynn_off': FLAG}
 
 
 def cpm_convolutions(config):
@@ -183,7 +185,7 @@ class Worker:
     if setting != 'torch':
       kept = [f for f in env.get('XLA_FLAGS', '').split() if not f.startswith(FLAG)]
       if SETTINGS[setting] is not None:
-        kept.append(FLAG + SETTINGS[setting])
+        kept.append(SETTINGS[setting])
       env['XLA_FLAGS'] = ' '.join(kept)
       env['POSEMACHINES_CPU_FLAGS'] = '0'
     self.proc = subprocess.Popen(

@@ -240,7 +240,8 @@ class CPM(nn.Module):
       image = image.astype(self.dtype)
     beliefs = [self.stage1(image, train)]
     if self.num_stages > 1:
-      features = self.features(image, train)
+      # After stage 1: the two trunks' large first layers then run one after the other.
+      features = self.features(ops.after(image, beliefs[0]), train)
       center = None
       if self.use_center_map:
         if center_map is None:
