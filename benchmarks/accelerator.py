@@ -169,7 +169,7 @@ def main():
     print(f"matmul ceiling ({mm['size']}^3): bf16 {mm['tflops']['bf16']:.1f} TFLOP/s, "
           f"fp32 (default precision) {mm['tflops']['fp32']:.1f}, "
           f"fp32 (HIGHEST) {mm['tflops']['fp32_highest']:.1f}", flush=True)
-  print(f"{'precision':<9} {'batch':>5} {'img/s':>9} {'step s':>8} {'TFLOP/step':>10} "
+  print(f"{'precision':<9} {'batch':>5} {'img/s':>9} {'step s':>8} {'GFLOP/step':>10} "
         f"{'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>8} {'compile s':>9}", flush=True)
   for precision in args.precisions.split(','):
     for batch in batches:
@@ -183,7 +183,7 @@ def main():
       mfu = achieved / ceilings[precision] if ceilings.get(precision) else None
       r.update(achieved_tflops=achieved, mfu=mfu)
       print(f"{precision:<9} {batch:>5} {r['img_s']:>9.2f} {r['step_s']:>8.3f} "
-            f"{flops / 1e12:>10.2f} {achieved:>8.2f} "
+            f"{flops / 1e9:>10.4g} {achieved:>8.3g} "
             f"{'n/a' if mfu is None else f'{100 * mfu:.1f}%':>6} {_gib(r['peak_bytes']):>8} "
             f"{r['compile_s']:>9.1f}", flush=True)
   first = next((r for r in report['train'] if 'device' in r), {})

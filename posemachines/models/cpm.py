@@ -240,8 +240,9 @@ class CPM(nn.Module):
       image = image.astype(self.dtype)
     beliefs = [self.stage1(image, train)]
     if self.num_stages > 1:
-      # After stage 1: the two trunks' large first layers then run one after the other.
-      features = self.features(ops.after(image, beliefs[0]), train)
+      # In training, after stage 1: the two trunks' large first layers (and their backward
+      # passes) then run one after the other instead of side by side.
+      features = self.features(ops.after(image, beliefs[0]) if train else image, train)
       center = None
       if self.use_center_map:
         if center_map is None:

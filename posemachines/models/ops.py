@@ -95,12 +95,17 @@ def computed_here(fn, *args):
   backward pass, the producer's inputs stay alive until then (for the pools' index maps: the
   padded input, 266 MiB per pool at 368x368, instead of 17 MiB of int8). A conditional is not
   fused with its surroundings, so ``fn`` runs inside one, on a predicate that is always true but
-  that XLA cannot fold (x == x or x != x, on an element of the first argument)."""
-  first = lax.slice(args[0], (0,) * args[0].ndim, (1,) * args[0].ndim).reshape(())
-  always = (first == first) | (first != first)
-  out = jax.eval_shape(fn, *args)
-  return lax.cond(always, fn, lambda *a: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                                                       out), *args)
+  that XLA cannot fold (x == x or x != x, on an element of the first argument). Elsewhere than
+  on CPU, just ``fn(*args)``."""
+  def in_conditional(*args):
+    first = lax.slice(args[0], (0,) * args[0].ndim, (1,) * args[0].ndim).reshape(())
+    always = (first == first) | (first != first)
+    out = jax.eval_shape(fn, *args)
+    return lax.cond(always, fn, lambda *a: jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype), out), *args)
+
+  # Only on CPU: a GPU reads a conditional's predicate back to the host.
+  return lax.platform_dependent(*args, cpu=in_conditional, default=fn)
 
 
 def after(x, dep):
@@ -232,14 +237,11 @@ def input_grad(g, w, x_shape, padding, form: str):
   raise ValueError(f'Unknown input-gradient form {form!r}; known: {INPUT_GRAD_FORMS}')
 
 
-def weight_grad(x, g, w_shape, padding, form: str, g_hwbc=None):
-  """d(conv(x, w)) / dw contracted with the output gradient ``g``: [kh, kw, Cin, Cout].
-  ``g_hwbc``: ``g.transpose(1, 2, 0, 3)`` where the caller has it (the 'conv' form uses it)."""
+def weight_grad(x, g, w_shape, padding, form: str):
+  """d(conv(x, w)) / dw contracted with the output gradient ``g``: [kh, kw, Cin, Cout]."""
   kh, kw = w_shape[:2]
   (pt, pb), (pl, pr) = padding
   g = g.astype(x.dtype)
-  if form == 'conv' and g_hwbc is None:
-    g_hwbc = g.transpose(1, 2, 0, 3)
   acc = _accumulator(x.dtype)
   if form == 'transpose':
     f = lambda w: _conv(x, w, padding)
@@ -250,7 +252,7 @@ def weight_grad(x, g, w_shape, padding, form: str, g_hwbc=None):
   hi_h = kh - 1 - (x.shape[1] + pt - g.shape[1])
   hi_w = kw - 1 - (x.shape[2] + pl - g.shape[2])
   if form == 'conv':
-    out = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g_hwbc, (1, 1),
+    out = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1),
                                    ((pt, hi_h), (pl, hi_w)), dimension_numbers=NHWC,
                                    preferred_element_type=acc)
     return out.transpose(1, 2, 0, 3)
@@ -293,16 +295,19 @@ def _conv_bias_bwd(padding, relu, forms, res, g):
   x, w, y, b_like = res
   if relu:
     g = jnp.where(y > 0, g, jnp.array(0, g.dtype))
-  dx = input_grad(g, w, x.shape, padding, forms.input_grad).astype(x.dtype)
-  g_hwbc = None
-  if forms.weight_grad == 'conv':
-    # The bias gradient sums the same transposed copy the weight gradient reads, so that where
-    # nothing else reads g (the first layer: no input gradient) XLA can write g transposed
-    # straight away instead of keeping both (2 x 266 MiB at 368x368).
-    g_hwbc = g.astype(x.dtype).transpose(1, 2, 0, 3)
-  dw = weight_grad(x, g, w.shape, padding, forms.weight_grad, g_hwbc).astype(w.dtype)
-  db = jnp.sum(g if g_hwbc is None else g_hwbc, axis=(0, 1, 2),
-               dtype=jnp.float32).astype(b_like.dtype)
+
+  def grads(forms):
+    def fn(x, w, g):
+      dx = input_grad(g, w, x.shape, padding, forms.input_grad).astype(x.dtype)
+      dw = weight_grad(x, g, w.shape, padding, forms.weight_grad).astype(w.dtype)
+      return dx, dw
+    return fn
+
+  # The forms are chosen for XLA's CPU backend; elsewhere JAX's own transpose rules, which the
+  # GPU and TPU compilers match to their backward-convolution kernels.
+  dx, dw = lax.platform_dependent(x, w, g, cpu=grads(forms),
+                                  default=grads(ConvForms('transpose', 'transpose')))
+  db = jnp.sum(g, axis=(0, 1, 2), dtype=jnp.float32).astype(b_like.dtype)
   return dx, dw, db
 
 
