@@ -32,9 +32,12 @@ def test_pool_gradient_equals_select_and_scatter(relu, shape):
   np.testing.assert_allclose(vjp1(g)[0], vjp0(g)[0], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize('input_grad', ops.INPUT_GRAD_FORMS)
-@pytest.mark.parametrize('weight_grad', ops.WEIGHT_GRAD_FORMS)
-@pytest.mark.parametrize('k,relu', [(3, False), (5, True), (1, True)])
+# Every form of each gradient, each with an odd kernel with and without the ReLU, and 1x1.
+FORMS = [('transpose', 'transpose', 3, False), ('conv', 'conv', 5, True), ('conv', 'swap', 3, True),
+         ('transpose', 'rows', 5, False), ('conv', 'transpose', 1, True), ('conv', 'conv', 1, False)]
+
+
+@pytest.mark.parametrize('input_grad,weight_grad,k,relu', FORMS)
 def test_conv_forms_equal_autodiff(input_grad, weight_grad, k, relu):
   rng = np.random.default_rng(k)
   x = jnp.asarray(rng.standard_normal((2, 9, 8, 3)).astype(np.float32))
@@ -53,6 +56,11 @@ def test_conv_forms_equal_autodiff(input_grad, weight_grad, k, relu):
   g = jnp.asarray(rng.standard_normal(y0.shape).astype(np.float32))
   for a, e in zip(vjp1(g), vjp0(g)):
     np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5)
+
+
+def test_every_form_is_tested():
+  assert {f[0] for f in FORMS} == set(ops.INPUT_GRAD_FORMS)
+  assert {f[1] for f in FORMS} == set(ops.WEIGHT_GRAD_FORMS)
 
 
 def test_unknown_forms_are_refused():
