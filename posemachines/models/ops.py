@@ -120,13 +120,15 @@ def _pool_out(xp, window, stride):
   return (xp.shape[1] - window) // stride + 1, (xp.shape[2] - window) // stride + 1
 
 
-def _pool_backward(which, g, x_shape, window, stride, pads):
+def _pool_backward(which, g, x_shape, window, stride, pads, layout: str = 'NHWC'):
+  """The pool's input gradient, [B, H, W, C] ('NHWC') or [H, W, B, C] ('HWBC')."""
   batch, _, _, ch = x_shape
   ho, wo = g.shape[1:3]
   hp = x_shape[1] + pads[0][0] + pads[0][1]
   wp = x_shape[2] + pads[1][0] + pads[1][1]
   hc, wc = -(-hp // stride), -(-wp // stride)
   zero = jnp.array(0, g.dtype)
+  hwbc = layout == 'HWBC'
   # Input pixel (a * stride + r, b * stride + t) receives from the outputs (a - m, b - n) whose
   # window offset is (r + m * stride, t + n * stride).
   rows = []
@@ -140,10 +142,13 @@ def _pool_backward(which, g, x_shape, window, stride, pads):
           part = jnp.where(which == di * window + dj, g, zero)
           acc = acc + lax.pad(part, zero, [(0, 0, 0), (m, hc - ho - m, 0), (n, wc - wo - n, 0),
                                            (0, 0, 0)])
-      cols.append(acc)
-    rows.append(jnp.stack(cols, axis=3))                  # [B, hc, wc, stride, C]
-  dxp = jnp.stack(rows, axis=2).reshape(batch, hc * stride, wc * stride, ch)
+      cols.append(acc.transpose(1, 2, 0, 3) if hwbc else acc)
+    rows.append(jnp.stack(cols, axis=2 if hwbc else 3))   # [hc, wc, s, B, C] / [B, hc, wc, s, C]
   (top, _), (left, _) = pads
+  if hwbc:
+    dxp = jnp.stack(rows, axis=1).reshape(hc * stride, wc * stride, batch, ch)
+    return dxp[top:top + x_shape[1], left:left + x_shape[2]]
+  dxp = jnp.stack(rows, axis=2).reshape(batch, hc * stride, wc * stride, ch)
   return dxp[:, top:top + x_shape[1], left:left + x_shape[2]]
 
 
@@ -161,7 +166,14 @@ def _pool_fwd(x, window, stride, pads, relu, x_shape):
 
 def _pool_bwd(window, stride, pads, relu, x_shape, which, g):
   del relu
-  return (_pool_backward(which, g, x_shape, window, stride, pads),)
+
+  def hwbc(which, g):
+    # Built as [H, W, B, C]: the layout the next weight gradient ('conv' form) reads, so XLA
+    # cancels the two transposes and writes one array instead of two (at 368x368: 266 MiB).
+    return _pool_backward(which, g, x_shape, window, stride, pads, 'HWBC').transpose(2, 0, 1, 3)
+
+  return (lax.platform_dependent(which, g, cpu=hwbc, default=lambda which, g: _pool_backward(
+      which, g, x_shape, window, stride, pads)),)
 
 
 _pool.defvjp(_pool_fwd, _pool_bwd)
