@@ -1,9 +1,10 @@
 """Mixed precision (config.precision='bf16'): bfloat16 computation, float32 parameters, optimizer
-state and loss; it trains the tiny model, and one step's loss stays as close to float32's as
-bfloat16's 8-bit significand allows."""
+state and loss; it trains the tiny model (10 steps on one batch), and one step's loss stays as
+close to float32's as bfloat16's 8-bit significand allows."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from posemachines import benchmark, models, train
 from posemachines import step as step_lib
@@ -21,6 +22,20 @@ def _build(config):
   return model, state, step_fn, batch
 
 
+@pytest.fixture(scope='module')
+def built(tfds_dir):
+  """(config, model, initial state, jitted step, batch) for 'fp32' and 'bf16', built once."""
+  out = {}
+  for precision in ('fp32', 'bf16'):
+    config = tiny_config(tfds_dir, precision=precision)
+    out[precision] = (config, *_build(config))
+  return out
+
+
+def _copy(state):
+  return jax.tree.map(jnp.copy, state)   # the step donates its state
+
+
 def _rounding_depth(config) -> int:
   """Roundings to bfloat16 on the CPM's longest path: the input, then every conv's output
   (stage 1's head, then every later stage on top of the features trunk)."""
@@ -30,33 +45,25 @@ def _rounding_depth(config) -> int:
   return 1 + max(stage1, later)
 
 
-def test_bf16_computes_in_bfloat16_and_keeps_float32_state(tfds_dir):
-  config = tiny_config(tfds_dir, precision='bf16')
-  model, state, step_fn, batch = _build(config)
+def test_bf16_computes_in_bfloat16_and_keeps_float32_state(built):
+  config, model, state, step_fn, batch = built['bf16']
   assert model.dtype == jnp.bfloat16
   assert {a.dtype for a in jax.tree.leaves((state.params, state.opt_state))
           if jnp.issubdtype(a.dtype, jnp.floating)} == {jnp.dtype('float32')}
   x, c = step_lib.model_inputs(batch['image'], config.data.crop_size,
                                config.targets.center_sigma)
-  jaxpr = jax.make_jaxpr(lambda p: model.apply({'params': p}, x, c))(state.params)
-  text = str(jaxpr)
+  text = str(jax.make_jaxpr(lambda p: model.apply({'params': p}, x, c))(state.params))
   assert 'conv_general_dilated' in text and 'bf16[' in text
   out = jax.eval_shape(lambda p: model.apply({'params': p}, x, c), state.params)
   assert out.dtype == jnp.float32   # beliefs (and so the loss) in float32
-  new, metrics = step_fn(state, batch, jax.random.key(0))
+  new, metrics = step_fn(_copy(state), batch, jax.random.key(0))
   assert new.params['stage1']['beliefs']['kernel'].dtype == jnp.float32
   assert metrics['loss'].dtype == jnp.float32
 
 
-def test_bf16_trains_the_tiny_model(tfds_dir, tmp_path):
-  # The whole loop (data, checkpoints, evaluation) runs in bf16 ...
-  config = tiny_config(tfds_dir, precision='bf16')
-  state, result = train.train_and_evaluate(config, str(tmp_path))
-  assert int(state.step) == config.num_train_steps
-  assert all(np.isfinite(s['pck@0.5']) for s in result['stages'])
-  # ... and its steps reduce the loss: 10 steps on one batch.
-  _, state, step_fn, batch = _build(config)
-  losses = []
+def test_bf16_trains_the_tiny_model(built):
+  _, _, state, step_fn, batch = built['bf16']
+  state, losses = _copy(state), []
   for _ in range(10):
     state, metrics = step_fn(state, batch, jax.random.key(0))
     losses.append(float(metrics['loss']))
@@ -64,15 +71,12 @@ def test_bf16_trains_the_tiny_model(tfds_dir, tmp_path):
   assert losses[-1] < 0.8 * losses[0], losses
 
 
-def test_one_bf16_step_loss_is_close_to_fp32(tfds_dir):
-  config = tiny_config(tfds_dir)
-  model32, state, step32, batch = _build(config)
-  bf16 = tiny_config(tfds_dir, precision='bf16')
-  model16, _, step16, _ = _build(bf16)
-  # The same float32 parameters (step_fn donates its state: a copy for each).
-  copy = lambda s: jax.tree.map(jnp.copy, s)
-  _, m32 = step32(copy(state), batch, jax.random.key(0))
-  _, m16 = step16(copy(state), batch, jax.random.key(0))
+def test_one_bf16_step_loss_is_close_to_fp32(built):
+  config, model32, state, step32, batch = built['fp32']
+  _, _, _, step16, _ = built['bf16']
+  # The same float32 parameters and batch.
+  _, m32 = step32(_copy(state), batch, jax.random.key(0))
+  _, m16 = step16(_copy(state), batch, jax.random.key(0))
   loss32, loss16 = float(m32['loss']), float(m16['loss'])
   # Tolerance from bfloat16's significand: each of the D roundings on the longest path adds a
   # relative error of at most u = 2^-8 to the beliefs b (first order: |db| <= D u |b|), so the
@@ -88,5 +92,4 @@ def test_one_bf16_step_loss_is_close_to_fp32(tfds_dir):
       jnp.linalg.norm(beliefs) / jnp.linalg.norm(beliefs - targets))
   assert 0 < rtol < 0.5
   assert abs(loss16 - loss32) <= rtol * abs(loss32), (loss16, loss32, rtol)
-  # Not trivially equal: the bf16 step did compute in bfloat16.
-  assert loss16 != loss32
+  assert loss16 != loss32   # the bf16 step did compute in bfloat16
