@@ -100,16 +100,48 @@ def block(x, width, kernel, name, weight_init, batch_norm, pool, layers, dtype, 
   return checkpoint_name(x, BLOCK_OUTPUT)
 
 
-def remat_class(cls, remat: str, train_argnum: int):
-  """``cls`` rematerialised as ``remat`` says: 'stage' keeps only the module's inputs, 'block'
-  also every block's output (and the pools' int8 maps), 'none' is ``cls`` itself. Parameter
-  names do not change."""
-  if remat == 'none':
-    return cls
-  policy = None
+def remat_class(cls, remat: str, train_argnum: int, batch_norm: bool):
+  """``cls`` as flax's nn.remat makes it for ``remat``: 'block' keeps every block's output (and
+  the pools' int8 maps) and recomputes inside blocks; 'stage' with BatchNorm keeps only the
+  module's inputs. Otherwise ``cls`` itself ('stage' without BatchNorm: see ``remat_call``).
+  Parameter names do not change."""
   if remat == 'block':
     policy = jax.checkpoint_policies.save_only_these_names(BLOCK_OUTPUT, ops.POOL_WHICH)
-  return nn.remat(cls, static_argnums=(train_argnum,), policy=policy)
+    return nn.remat(cls, static_argnums=(train_argnum,), policy=policy)
+  if remat == 'stage' and batch_norm:
+    return nn.remat(cls, static_argnums=(train_argnum,))
+  return cls
+
+
+def remat_call(module, *args, train: bool, fenced: bool):
+  """``module(*args, train)``; when ``fenced``, keeping only ``args`` (and the parameters) for the
+  backward pass, which recomputes the module's forward pass from them.
+
+  jax.checkpoint (nn.remat) stops XLA from merging the recomputation with the forward pass by
+  optimization barriers, which XLA's CPU backend drops before it eliminates common
+  subexpressions: the recomputation of the CPM's trunks is merged back and nothing is saved.
+  Here the recomputation's inputs are made to depend on the incoming gradient (``ops.after``),
+  so they are not the forward pass's values and nothing can be merged. For modules without
+  mutable state or randomness (the trunks and the later stages)."""
+  if not fenced:
+    return module(*args, train)
+  template = module.clone(parent=None)
+
+  def fn(mdl, *a):
+    return mdl(*a, train)
+
+  def fwd(mdl, *a):
+    return mdl(*a, train), (mdl.variables['params'], a)
+
+  def bwd(res, ct):
+    params, a = res
+    dep = jax.tree.leaves(ct)[0]
+    a = jax.tree.map(lambda v: ops.after(v, dep), a)
+    _, vjp = jax.vjp(lambda p, *a: template.apply({'params': p}, *a, train), params, *a)
+    params_t, *args_t = vjp(ct)
+    return ({'params': params_t}, *args_t)
+
+  return nn.custom_vjp(fn, forward_fn=fwd, backward_fn=bwd)(module, *args)
 
 
 def kernel_init(name: str):
@@ -152,11 +184,13 @@ class Stage1(nn.Module):
   batch_norm: bool = False
   layers: str = 'custom'
   dtype: Any = None
+  remat_trunk: bool = False   # the trunk through ``remat_call`` (the head stays as it is)
 
   @nn.compact
   def __call__(self, image, train: bool = False):
-    x = Trunk(self.trunk_kernels, self.trunk_widths, self.trunk_pools, self.weight_init,
-              self.batch_norm, self.layers, self.dtype, name='trunk')(image, train)
+    trunk = Trunk(self.trunk_kernels, self.trunk_widths, self.trunk_pools, self.weight_init,
+                  self.batch_norm, self.layers, self.dtype, name='trunk')
+    x = remat_call(trunk, image, train=train, fenced=self.remat_trunk and train)
     for i, (k, w, drop) in enumerate(zip(self.head_kernels, self.head_widths, self.head_dropout)):
       x = block(x, w, k, f'head{i + 1}', self.weight_init, self.batch_norm, False, self.layers,
                 self.dtype, train)
@@ -214,19 +248,25 @@ class CPM(nn.Module):
   def stride(self) -> int:
     return 2 ** sum(bool(p) for p in self.trunk_pools)
 
+  @property
+  def _fenced(self) -> bool:
+    """Per-stage rematerialisation through ``remat_call`` (BatchNorm models use nn.remat)."""
+    return self.remat == 'stage' and not self.batch_norm
+
   def setup(self):
     if self.layers not in LAYERS:
       raise ValueError(f'Unknown model.layers {self.layers!r}; use one of {", ".join(LAYERS)}')
     if self.remat not in REMAT:
       raise ValueError(f'Unknown model.remat {self.remat!r}; use one of {", ".join(REMAT)}')
-    stage1 = remat_class(Stage1, self.remat, 2)
-    trunk = remat_class(Trunk, self.remat, 2)
-    stage_t = remat_class(StageT, self.remat, 4)
+    stage1 = remat_class(Stage1, self.remat, 2, self.batch_norm)
+    trunk = remat_class(Trunk, self.remat, 2, self.batch_norm)
+    stage_t = remat_class(StageT, self.remat, 4, self.batch_norm)
     common = dict(weight_init=self.weight_init, batch_norm=self.batch_norm, layers=self.layers,
                   dtype=self.dtype)
     self.stage1 = stage1(self.num_outputs, self.trunk_kernels, self.trunk_widths,
                          self.trunk_pools, self.stage1_kernels, self.stage1_widths,
-                         self.stage1_dropout, self.dropout_rate, **common)
+                         self.stage1_dropout, self.dropout_rate, **common,
+                         remat_trunk=self._fenced)
     if self.num_stages > 1:
       self.features = trunk(self.trunk_kernels, self.trunk_widths, self.trunk_pools, **common)
     self.later_stages = [
@@ -238,11 +278,13 @@ class CPM(nn.Module):
     """Belief maps of every stage, a list of T arrays [B, ceil(H/stride), ceil(W/stride), P+1]."""
     if self.dtype is not None:
       image = image.astype(self.dtype)
+    fenced = self._fenced and train
     beliefs = [self.stage1(image, train)]
     if self.num_stages > 1:
       # In training, after stage 1: the two trunks' large first layers (and their backward
       # passes) then run one after the other instead of side by side.
-      features = self.features(ops.after(image, beliefs[0]) if train else image, train)
+      features = remat_call(self.features, ops.after(image, beliefs[0]) if train else image,
+                            train=train, fenced=fenced)
       center = None
       if self.use_center_map:
         if center_map is None:
@@ -251,7 +293,8 @@ class CPM(nn.Module):
         if self.dtype is not None:
           center = center.astype(self.dtype)
       for stage in self.later_stages:
-        beliefs.append(stage(features, beliefs[-1], center, train))
+        beliefs.append(remat_call(stage, features, beliefs[-1], center, train=train,
+                                  fenced=fenced))
     return [b.astype(jnp.float32) for b in beliefs]
 
   def __call__(self, image, center_map=None, train: bool = False):
