@@ -69,11 +69,12 @@ def cpm_convolutions(config):
 
 class JaxWorker:
 
-  def __init__(self, batch, passes, skip_forms):
+  def __init__(self, batch, passes, skip_forms, dtype='float32'):
     import jax  # pylint: disable=g-import-not-at-top
     from posemachines.models import ops  # pylint: disable=g-import-not-at-top
     self.jax, self.ops = jax, ops
     self.batch, self.passes, self.skip = batch, passes, skip_forms
+    self.dtype = dtype
     self.calls = {}
 
   def forms(self):
@@ -86,9 +87,10 @@ class JaxWorker:
     jax, ops = self.jax, self.ops
     _, cin, cout, k, s, _, needs_dx = conv
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((self.batch, s, s, cin), dtype=np.float32))
-    w = jnp.asarray(rng.standard_normal((k, k, cin, cout), dtype=np.float32) * 0.01)
-    g = jnp.asarray(rng.standard_normal((self.batch, s, s, cout), dtype=np.float32))
+    dt = jnp.dtype(self.dtype)
+    x = jnp.asarray(rng.standard_normal((self.batch, s, s, cin), dtype=np.float32), dt)
+    w = jnp.asarray(rng.standard_normal((k, k, cin, cout), dtype=np.float32) * 0.01, dt)
+    g = jnp.asarray(rng.standard_normal((self.batch, s, s, cout), dtype=np.float32), dt)
     pads = ((k // 2, k // 2),) * 2
     fns = {'fwd/lax': (lambda x, w: ops._conv(x, w, pads), (x, w))}  # pylint: disable=protected-access
     for f in ops.INPUT_GRAD_FORMS:
@@ -116,8 +118,8 @@ class JaxWorker:
 
 class TorchWorker:
 
-  def __init__(self, batch, passes, skip_forms):
-    del skip_forms
+  def __init__(self, batch, passes, skip_forms, dtype='float32'):
+    del skip_forms, dtype
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(os.cpu_count() or 1)
     self.torch, self.batch, self.passes = torch, batch, passes
@@ -147,11 +149,11 @@ class TorchWorker:
       return time.perf_counter() - t0
 
 
-def worker_main(kind, batch, passes, skip_forms):
+def worker_main(kind, batch, passes, skip_forms, dtype):
   out = sys.stdout
   sys.stdout = sys.stderr
   sys.path.insert(0, ROOT)
-  worker = (TorchWorker if kind == 'torch' else JaxWorker)(batch, passes, skip_forms)
+  worker = (TorchWorker if kind == 'torch' else JaxWorker)(batch, passes, skip_forms, dtype)
   out.write(json.dumps({'ready': True}) + '\n')
   out.flush()
   for line in sys.stdin:
@@ -191,7 +193,7 @@ class Worker:
     self.proc = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), '--worker', setting,
          '--batch_size', str(args.batch_size), '--passes', args.passes,
-         '--skip_forms', args.skip_forms], env=env, cwd=ROOT, stdin=subprocess.PIPE,
+         '--skip_forms', args.skip_forms, '--dtype', args.dtype], env=env, cwd=ROOT, stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, text=True)
     self.setting = setting
     self.read()
@@ -218,12 +220,13 @@ def main():
   ap.add_argument('--repeats', type=int, default=3)
   ap.add_argument('--skip_forms', default='', help='e.g. dw/rows,dx/transpose')
   ap.add_argument('--torch', action='store_true')
+  ap.add_argument('--dtype', default='float32', help='JAX inputs: float32 or bfloat16')
   ap.add_argument('--worker', default='')
   ap.add_argument('--json_out', default='')
   args = ap.parse_args()
   if args.worker:
     return worker_main(args.worker, args.batch_size, args.passes.split(','),
-                       [f for f in args.skip_forms.split(',') if f])
+                       [f for f in args.skip_forms.split(',') if f], args.dtype)
   sys.path.insert(0, ROOT)
   convs = cpm_convolutions(_load_config(args.config))
   if args.only:

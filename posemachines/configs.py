@@ -28,9 +28,10 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       # (posemachines/models/ops.py: faster, far less memory on CPU); 'flax': nn.Conv and
       # nn.max_pool with JAX's own gradients. Same parameters and the same sums.
       layers='custom',
-      # What the backward pass recomputes instead of keeping: 'none'; 'stage' (keeps each
-      # stage's inputs only: least memory, about one more forward pass); 'block' (keeps every
-      # conv block's output, recomputes inside blocks).
+      # What the backward pass recomputes instead of keeping: 'none'; 'stage' (keeps only the
+      # inputs of the two trunks and of every later stage, and recomputes their forward passes:
+      # one more forward pass of FLOPs, less memory); 'block' (keeps every conv block's output
+      # and recomputes inside blocks: with layers='custom' a block keeps nothing more anyway).
       remat='none'))
   c.data = ml_collections.ConfigDict(dict(
       dataset='mpii', data_dir='', train_split='train', eval_split='validation',

@@ -13,8 +13,8 @@ Layers are written two ways with the same parameters and the same sums: ``layers
 default) uses posemachines/models/ops.py, whose convolutions and ReLU + max-pools have
 hand-written backward passes that XLA's CPU backend runs faster and in far less memory;
 ``layers='flax'`` uses flax's nn.Conv and nn.max_pool with JAX's own gradients. ``remat``
-recomputes activations in the backward pass instead of keeping them: per stage (each stage's
-module, the shared image features included) or per block (each conv [+ ReLU] [+ pool]).
+recomputes activations in the backward pass instead of keeping them: per stage (the two trunks
+and every later stage; see ``remat_call``) or per block (each conv [+ ReLU] [+ pool]).
 ``dtype`` is the computation's type (bfloat16 for mixed precision: parameters stay float32,
 beliefs are returned in float32).
 """
