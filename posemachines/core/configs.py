@@ -24,7 +24,16 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       stage_feature_kernel=5, stage_feature_width=32,
       stage_kernels=(11, 11, 11, 1), stage_widths=(128, 128, 128, 128),
       use_center_map=True, dropout_rate=0.5, weight_init='gaussian',
-      batch_norm=False))             # BatchNorm after every convolution (the release has none)
+      batch_norm=False,             # BatchNorm after every convolution (the release has none)
+      # 'custom': convolutions and ReLU + max-pools with hand-written backward passes
+      # (posemachines/models/ops.py: faster, far less memory on CPU); 'flax': nn.Conv and
+      # nn.max_pool with JAX's own gradients. Same parameters and the same sums.
+      layers='custom',
+      # What the backward pass recomputes instead of keeping: 'none'; 'stage' (keeps only the
+      # inputs of the two trunks and of every later stage, and recomputes their forward passes:
+      # one more forward pass of FLOPs, less memory); 'block' (keeps every conv block's output
+      # and recomputes inside blocks: with layers='custom' a block keeps nothing more anyway).
+      remat='none'))
   c.data = ml_collections.ConfigDict(dict(
       dataset='mpii', data_dir='', train_split='train', eval_split='validation',
       # Real datasets are read from the archives in manual_dir (default: tfds' manual dir,
@@ -89,6 +98,9 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
   # Gradient recordings (posemachines/training/gradients.py, Fig. 5): every N steps and/or at
   # these steps, of these layers (default: the first kernel of every stage and the trunk).
   c.gradients = ml_collections.ConfigDict(dict(every_steps=0, at_steps=(), layers=()))
+  # Computation type: 'fp32', or 'bf16' (bfloat16 activations and convolution inputs with
+  # float32 accumulation; float32 parameters, optimizer state, loss and gradients' update).
+  c.precision = 'fp32'
   return c
 
 

@@ -18,7 +18,7 @@ of iterations does not change the parameters: the recurrent module is created ev
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -29,13 +29,14 @@ NUM_LAYERS = 7
 
 
 def conv_block(x, width: int, kernel: int, name: str, batch_norm: bool, weight_init: str,
-               train: bool):
+               train: bool, dtype=None):
   """conv, then BatchNorm unless the conv is 1x1 (as in the paper), then ReLU."""
   bn = batch_norm and kernel > 1
   x = nn.Conv(width, (kernel, kernel), padding=kernel // 2, use_bias=not bn,
-              kernel_init=kernel_init(weight_init), name=name)(x)
+              kernel_init=kernel_init(weight_init), dtype=dtype, name=name)(x)
   if bn:
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name + '_bn')(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=dtype,
+                     name=name + '_bn')(x)
   return nn.relu(x)
 
 
@@ -44,11 +45,12 @@ class Prediction(nn.Module):
   num_outputs: int
   relu: bool = True
   weight_init: str = 'he'
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
     x = nn.Conv(self.num_outputs, (1, 1), kernel_init=kernel_init(self.weight_init),
-                name='conv')(x)
+                dtype=self.dtype, name='conv')(x)
     return nn.relu(x) if self.relu else x
 
 
@@ -58,11 +60,13 @@ class Fusion(nn.Module):
   widths: Sequence[int]
   batch_norm: bool = True
   weight_init: str = 'he'
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     for i, (k, w) in enumerate(zip(self.kernels, self.widths)):
-      x = conv_block(x, w, k, f'layer{6 + i}', self.batch_norm, self.weight_init, train)
+      x = conv_block(x, w, k, f'layer{6 + i}', self.batch_norm, self.weight_init, train,
+                     self.dtype)
     return x
 
 
@@ -73,19 +77,20 @@ class FeedForward(nn.Module):
   pools: Sequence[bool]
   batch_norm: bool = True
   weight_init: str = 'he'
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, image, train: bool = False):
     x = image
     for i in range(5):
       x = conv_block(x, self.widths[i], self.kernels[i], f'layer{i + 1}', self.batch_norm,
-                     self.weight_init, train)
+                     self.weight_init, train, self.dtype)
       if self.pools[i]:
         x = nn.max_pool(x, (2, 2), (2, 2), padding='SAME')
       if i == 2:
         layer3 = x
     fused = Fusion(self.kernels[5:], self.widths[5:], self.batch_norm, self.weight_init,
-                   name='fusion')(jnp.concatenate([layer3, x], axis=-1), train)
+                   self.dtype, name='fusion')(jnp.concatenate([layer3, x], axis=-1), train)
     return layer3, fused
 
 
@@ -98,12 +103,14 @@ class Iteration(nn.Module):
   output_relu: bool = True
   weight_init: str = 'he'
   train: bool = False
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, layer7, layer3):
-    x = Fusion(self.kernels, self.widths, self.batch_norm, self.weight_init, name='fusion')(
-        jnp.concatenate([layer3, layer7], axis=-1), self.train)
-    return x, Prediction(self.num_outputs, self.output_relu, self.weight_init, name='predict')(x)
+    x = Fusion(self.kernels, self.widths, self.batch_norm, self.weight_init, self.dtype,
+               name='fusion')(jnp.concatenate([layer3, layer7], axis=-1), self.train)
+    return x, Prediction(self.num_outputs, self.output_relu, self.weight_init, self.dtype,
+                         name='predict')(x)
 
 
 class RecurrentPose(nn.Module):
@@ -122,6 +129,7 @@ class RecurrentPose(nn.Module):
   # weight gradients of convolutions inside a rolled loop tens of times slower (measured: a
   # 7x7 conv, 30 s against 0.7 s), so the default unrolls; 1 keeps the loop rolled.
   unroll: int | bool = True
+  dtype: Any = None  # computation type (None: float32); parameters stay float32
 
   @property
   def stride(self) -> int:
@@ -173,12 +181,17 @@ class RecurrentPose(nn.Module):
     """image: [B, H, W, 3] normalised; center_map is ignored (this model takes none)."""
     del center_map
     self.check()
+    if self.dtype is not None:
+      image = image.astype(self.dtype)
     layer3, layer7 = FeedForward(self.kernels, self.widths, self.pools, self.batch_norm,
-                                 self.weight_init, name='feedforward')(image, train)
-    outputs = [Prediction(self.num_outputs, self.output_relu, self.weight_init,
+                                 self.weight_init, self.dtype, name='feedforward')(image, train)
+    outputs = [Prediction(self.num_outputs, self.output_relu, self.weight_init, self.dtype,
                           name='predict')(layer7)]
     args = (self.kernels[5:], self.widths[5:], self.num_outputs, self.batch_norm,
-            self.output_relu, self.weight_init, train)
+            self.output_relu, self.weight_init, train, self.dtype)
+    return self._iterate(args, layer3, layer7, outputs).astype(jnp.float32)
+
+  def _iterate(self, args, layer3, layer7, outputs):
     if self.num_iterations == 0:
       if self.is_initializing():  # the recurrent weights exist whatever the iteration count
         Iteration(*args, name='recurrent')(layer7, layer3)
@@ -203,9 +216,10 @@ class RecurrentPose(nn.Module):
     return jnp.stack(outputs)
 
 
-def from_config(cfg, num_parts: int, num_limbs: int) -> RecurrentPose:
-  """Builds the recurrent model from a config's ``model`` section (see configs.py)."""
+def from_config(cfg, num_parts: int, num_limbs: int, dtype=None) -> RecurrentPose:
+  """Builds the recurrent model from a config's ``model`` section (see configs.py); ``dtype``
+  is the computation type."""
   keys = ('num_iterations', 'kernels', 'widths', 'pools', 'batch_norm', 'output_relu',
           'weight_init', 'scan', 'unroll')
   kwargs = {k: tuple(cfg[k]) if isinstance(cfg[k], (list, tuple)) else cfg[k] for k in keys}
-  return RecurrentPose(num_parts=num_parts, num_limbs=num_limbs, **kwargs)
+  return RecurrentPose(num_parts=num_parts, num_limbs=num_limbs, dtype=dtype, **kwargs)
