@@ -15,6 +15,12 @@
   ceiling of the same precision (bf16 -> the bf16 ceiling, fp32 -> fp32 at default precision),
   and the device's peak memory (memory_stats()['peak_bytes_in_use'], where the backend keeps it).
 
+* loop vs bare step: ``posemachines.benchmark --loop``'s figures for the released CPM (fp32, the
+  first batch size) on the built-in synthetic people at 368x368: the training loop's images/s
+  (input pipeline, prefetching, logging, an asynchronous checkpoint) against the bare step's.
+* artifact: a tiny CPM trained for 2 steps, exported for cpu and the accelerator, run on both;
+  the largest difference of the outputs.
+
 Every measurement runs in its own process, so each peak memory is its own. ``--tiny`` runs a
 small CPM at 64x64 with small matrices: seconds on a CPU, to test the script anywhere.
 """
@@ -110,9 +116,69 @@ def measure_train(tiny: bool, precision: str, batch_size: int, steps: int) -> di
           'device': jax.local_devices()[0].device_kind, 'platform': jax.default_backend()}
 
 
+def _synthetic(config, data_dir: str, tiny: bool):
+  """``config`` on the built-in synthetic people (no dataset on the machine), in ``data_dir``."""
+  config.data.update(dict(dataset='synthetic_people', data_dir=data_dir, max_others=1,
+                          synthetic_num_train=64 if tiny else 640,
+                          synthetic_num_validation=16 if tiny else 32,
+                          synthetic_image_size=96 if tiny else 400))
+  return config
+
+
+def measure_loop(tiny: bool, batch_size: int, steps: int, data_dir: str) -> dict:
+  """The training loop (input pipeline, prefetching, logging, checkpoint) against the bare
+  step, one after the other, on the released CPM in fp32 (posemachines.benchmark --loop)."""
+  sys.path.insert(0, ROOT)
+  from posemachines.tools import benchmark  # pylint: disable=g-import-not-at-top
+  config = _synthetic(_config(tiny, 'fp32'), data_dir, tiny)
+  r = benchmark.loop_versus_step(config, batch_size, steps)
+  return {'kind': 'loop', 'batch_size': batch_size, 'step_img_s': r['train']['images_per_sec'],
+          'loop_img_s': r['loop']['images_per_sec'], 'loop_fraction': r['loop_fraction']}
+
+
+def measure_artifact(tiny: bool, data_dir: str) -> dict:
+  """Trains the tiny CPM for 2 steps, exports it for cpu and cuda, and runs the artifact on the
+  accelerator and on the CPU: the largest difference of their outputs."""
+  sys.path.insert(0, ROOT)
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from posemachines.tools import artifact, export  # pylint: disable=g-import-not-at-top
+  from posemachines.training import loop as train  # pylint: disable=g-import-not-at-top
+  config = _synthetic(_config(True, 'fp32'), data_dir, True)
+  config.update(dict(batch_size=4, num_train_steps=2, log_every_steps=1,
+                     checkpoint_every_steps=2, eval_every_steps=2, num_eval_examples=4,
+                     eval_batch_size=4, num_pictures=0))
+  accelerator = jax.local_devices()[0]
+  platforms = tuple(dict.fromkeys(('cpu', 'cuda' if accelerator.platform == 'gpu'
+                                   else accelerator.platform)))
+  with tempfile.TemporaryDirectory() as tmp:
+    train.train_and_evaluate(config, os.path.join(tmp, 'w'))
+    export.export(os.path.join(tmp, 'w'), os.path.join(tmp, 'art'), platforms=platforms)
+    art = artifact.load(os.path.join(tmp, 'art'))
+    h, w = art.input_hw
+    crops = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    outs = {}
+    for device in dict.fromkeys((accelerator, jax.devices('cpu')[0])):
+      with jax.default_device(device):
+        params = jax.device_put(art.params, device)
+        outs[device.platform] = np.asarray(art.exported.call(params, jax.device_put(crops,
+                                                                                    device)))
+  cpu = outs['cpu']
+  other = [v for k, v in outs.items() if k != 'cpu']
+  diff = float(np.max(np.abs(other[0] - cpu))) if other else 0.0
+  return {'kind': 'artifact', 'platforms': list(platforms), 'ran_on': list(outs),
+          'max_abs_diff': diff, 'max_abs_output': float(np.max(np.abs(cpu)))}
+
+
 def _worker(args):
   if args.worker == 'matmul':
     result = measure_matmul(args.matmul_size)
+  elif args.worker.startswith('loop:'):
+    result = measure_loop(args.tiny, int(args.worker.split(':')[1]), args.loop_steps,
+                          args.data_dir)
+  elif args.worker == 'artifact':
+    result = measure_artifact(args.tiny, args.data_dir)
   else:
     precision, batch = args.worker.split(':')
     result = measure_train(args.tiny, precision, int(batch), args.steps)
@@ -121,7 +187,8 @@ def _worker(args):
 
 def _run(args, what: str, timeout: float) -> dict:
   cmd = [sys.executable, os.path.abspath(__file__), '--worker', what, '--steps', str(args.steps),
-         '--matmul_size', str(args.matmul_size)] + (['--tiny'] if args.tiny else [])
+         '--matmul_size', str(args.matmul_size), '--loop_steps', str(args.loop_steps),
+         '--data_dir', args.data_dir] + (['--tiny'] if args.tiny else [])
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, env.get('PYTHONPATH')]))
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -150,8 +217,15 @@ def main():
   ap.add_argument('--budget_s', type=float, default=450.0,
                   help='time for everything; each measurement gets what is left')
   ap.add_argument('--json_out', default='')
+  ap.add_argument('--loop_steps', type=int, default=0, help='timed steps of the loop check')
+  ap.add_argument('--data_dir', default='', help='where the synthetic data is built '
+                  '(default: a temporary directory)')
   ap.add_argument('--worker', default='')
   args = ap.parse_args()
+  args.loop_steps = args.loop_steps or (10 if args.tiny else 40)
+  if not args.data_dir and not args.worker:
+    import tempfile  # pylint: disable=g-import-not-at-top
+    args.data_dir = tempfile.mkdtemp(prefix='posemachines_accelerator_')
   args.steps = args.steps or (2 if args.tiny else 20)
   args.matmul_size = args.matmul_size or (512 if args.tiny else 8192)
   if args.worker:
@@ -186,6 +260,21 @@ def main():
             f"{flops / 1e9:>10.4g} {achieved:>8.3g} "
             f"{'n/a' if mfu is None else f'{100 * mfu:.1f}%':>6} {_gib(r['peak_bytes']):>8} "
             f"{r['compile_s']:>9.1f}", flush=True)
+  loop_batch = batches[0]
+  r = report['loop'] = _run(args, f'loop:{loop_batch}', left())
+  if 'error' in r:
+    print(f'loop vs bare step: {r["error"]}', flush=True)
+  else:
+    print(f"loop vs bare step (fp32, batch {loop_batch}, synthetic people): loop "
+          f"{r['loop_img_s']:.2f} img/s, step {r['step_img_s']:.2f} img/s: "
+          f"{100 * r['loop_fraction']:.1f}%", flush=True)
+  r = report['artifact'] = _run(args, 'artifact', left())
+  if 'error' in r:
+    print(f'artifact: {r["error"]}', flush=True)
+  else:
+    print(f"exported artifact ({', '.join(r['platforms'])}) run on {', '.join(r['ran_on'])}: "
+          f"largest difference {r['max_abs_diff']:.3g} (outputs up to "
+          f"{r['max_abs_output']:.3g})", flush=True)
   first = next((r for r in report['train'] if 'device' in r), {})
   print(f"device: {first.get('device', 'n/a')} ({first.get('platform', 'n/a')}); "
         f"{'tiny model, ' if args.tiny else ''}{args.steps} timed steps each; "

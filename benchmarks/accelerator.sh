@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Accelerator check for one GPU (or TPU) in under 8 minutes: matmul ceilings (bf16, fp32), the
 # released 6-stage CPM's train step at 368x368, batch 16 and 32, fp32 and bf16: img/s, MFU
-# against the ceiling of its precision, peak device memory. See benchmarks/accelerator.py.
+# against the ceiling of its precision, peak device memory; the training loop against the bare
+# step; the exported artifact on the accelerator against the CPU. See benchmarks/accelerator.py.
 #
 #   benchmarks/accelerator.sh            # on the accelerator
 #   benchmarks/accelerator.sh --tiny     # a small model in seconds: runs on a CPU too

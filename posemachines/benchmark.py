@@ -27,6 +27,10 @@ def _define_flags() -> None:
   flags.DEFINE_integer('warmup', 1, 'Untimed steps after compilation.')
   flags.DEFINE_bool('json', False, 'Print one JSON object instead of a table.')
   flags.DEFINE_bool('compare_cpu_flags', False, 'Compare XLA CPU flag settings (CPU only).')
+  flags.DEFINE_bool('loop', False, 'The bare train step, then the training loop (input '
+                    'pipeline, prefetching, logging, checkpoint) on the config\'s dataset, one '
+                    'after the other: the loop\'s images/s against the step\'s (--steps: timed '
+                    'steps of each, default 60).')
 
 
 def main(argv):
@@ -35,11 +39,18 @@ def main(argv):
   fl = flags.FLAGS
   args = (fl.config, fl.batch_size, fl.steps, fl.warmup)
   try:
-    result = benchmark_lib.compare_cpu_flags(*args) if fl.compare_cpu_flags else benchmark_lib.benchmark(*args)
+    if fl.loop:
+      result = benchmark_lib.loop_versus_step(*args)
+    elif fl.compare_cpu_flags:
+      result = benchmark_lib.compare_cpu_flags(*args)
+    else:
+      result = benchmark_lib.benchmark(*args)
   except benchmark_lib.BenchmarkError as e:
     sys.exit(f'posemachines.benchmark: error: {e}')
   if fl.json:
     sys.stdout.write(json.dumps(result) + '\n')
+  elif fl.loop:
+    print(benchmark_lib.format_loop(result))
   elif fl.compare_cpu_flags:
     print(benchmark_lib.format_comparison(result))
   else:

@@ -150,3 +150,15 @@ def test_comparison_table(cli_report):
   assert c['fastest_train'] == 'package_default'
   text = benchmark.format_comparison(c)
   assert 'fastest train step: package_default' in text
+
+
+def test_loop_against_the_bare_step(tfds_dir):
+  from tests.conftest import tiny_config
+  r = benchmark.loop_versus_step(tiny_config(tfds_dir), batch_size=BATCH * 4, steps=10)
+  loop, step = r['loop'], r['train']
+  assert loop['kind'] == 'loop' and step['kind'] == 'train'
+  assert loop['windows'] == 1 and loop['window'] == 10 and loop['warmup_windows'] == 1
+  assert loop['images_per_sec'] > 0 and step['images_per_sec'] > 0
+  assert r['loop_fraction'] == pytest.approx(loop['images_per_sec'] / step['images_per_sec'])
+  text = benchmark.format_loop(r)
+  assert f"loop / step: {r['loop_fraction']:.1%}" in text and 'batch 8' in text

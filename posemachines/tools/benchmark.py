@@ -263,7 +263,65 @@ def measure_train(config, batch_size: int, steps: int = DEFAULT_STEPS['train'], 
                  xla_memory=_memory_analysis(compiled), rss_start_bytes=rss_start)
 
 
-MEASURES = {'forward': measure_forward, 'train': measure_train}
+def measure_loop(config, batch_size: int, steps: int = 60, warmup: int = 1,
+                 window: int = 10) -> dict:
+  """The training loop itself (``train.train_and_evaluate``: the config's input pipeline,
+  device prefetching, the jitted step, logging, one asynchronous checkpoint) in a temporary
+  workdir: ``warmup`` windows of ``window`` steps (the first holds compilation), then at least
+  ``steps`` timed steps. Its rates are the ones training logs as ``images_per_sec``, one per
+  window."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  rss_start = _rss_bytes()
+  check_batch_size(batch_size, jax.device_count())
+  total = (max(warmup, 1) + -(-steps // window)) * window
+  config = config.copy_and_resolve_references()
+  config.update(dict(batch_size=batch_size, num_train_steps=total, log_every_steps=window,
+                     checkpoint_every_steps=total, eval_every_steps=total,
+                     num_eval_examples=config.eval_batch_size, num_pictures=0))
+  config.gradients.every_steps, config.gradients.at_steps = 0, ()
+  with tempfile.TemporaryDirectory() as workdir:
+    t0 = time.perf_counter()
+    train.train_and_evaluate(config, workdir)
+    wall = time.perf_counter() - t0
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      rates = [line['images_per_sec'] for line in map(json.loads, f) if 'images_per_sec' in line]
+  timed = rates[max(warmup, 1):]
+  times = [batch_size / r for r in timed]   # seconds per step of each timed window
+  return _result(times, batch_size, None, kind='loop', window=window,
+                 warmup_windows=max(warmup, 1), windows=len(timed), wall_s=wall,
+                 rss_start_bytes=rss_start)
+
+
+def loop_versus_step(config, batch_size: int | None = None, steps: int | None = None,
+                     warmup: int = 1, env: dict | None = None) -> dict:
+  """The bare train step, then the training loop on the same config, one after the other, each
+  in its own subprocess; the loop's images/s as a fraction of the step's."""
+  validate.check(config)
+  batch_size = config.batch_size if batch_size is None else batch_size
+  steps = steps or 60
+  if steps < 1:
+    raise BenchmarkError(f'--steps must be at least 1, got {steps}')
+  step = run_isolated('train', config, batch_size, steps, warmup, env)
+  loop = run_isolated('loop', config, batch_size, steps, warmup, env)
+  return {'batch_size': batch_size, 'steps': steps, 'train': step, 'loop': loop,
+          'loop_fraction': loop['images_per_sec'] / step['images_per_sec'],
+          **{k: step[k] for k in ('platform', 'device_kind', 'num_devices', 'jax_version',
+                                  'jaxlib_version', 'xla_flags')}}
+
+
+def format_loop(r: dict) -> str:
+  s, l = r['train'], r['loop']
+  return '\n'.join([
+      f"{r['platform']} ({r['device_kind']}) x{r['num_devices']}, batch {r['batch_size']}",
+      f"bare train step: {s['images_per_sec']:.4g} img/s (median of {s['steps']} steps, "
+      f"{s['median_s']:.4f} s/step)",
+      f"training loop:   {l['images_per_sec']:.4g} img/s (median of {l['windows']} windows of "
+      f"{l['window']} steps after {l['warmup_windows']} warm-up window(s); "
+      f"{l['median_s']:.4f} s/step)",
+      f"loop / step: {r['loop_fraction']:.1%}"])
+
+
+MEASURES = {'forward': measure_forward, 'train': measure_train, 'loop': measure_loop}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,17 +2,21 @@
 that the workdir can hold them before training starts."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import logging as std_logging
 import os
 import shutil
+import threading
 import time
+import weakref
 
 from absl import logging
 import jax
 import numpy as np
 from etils import epath
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from posemachines.core import errors
@@ -73,14 +77,19 @@ def _no_room(error: BaseException, depth: int = 0) -> str | None:
 
 class _HeldLogs(std_logging.Filter):
   """Holds back the log records of orbax (and the libraries it calls) while a save runs: a
-  failed save logs one traceback per array. ``release()`` lets them through after all."""
+  failed save logs one traceback per array. ``release()`` lets them through after all. Once
+  ``background_only``, the main thread's records pass (an asynchronous save is being written by
+  orbax's threads while training goes on)."""
 
   def __init__(self):
     super().__init__()
     self.records = []
+    self.background_only = False
 
   def filter(self, record):
     if f'{os.sep}posemachines{os.sep}' in record.pathname:
+      return True
+    if self.background_only and record.thread == threading.main_thread().ident:
       return True
     self.records.append(record)
     return False
@@ -94,47 +103,111 @@ class _HeldLogs(std_logging.Filter):
 _LIBRARY_LOGGERS = ('absl', 'asyncio', 'orbax', 'jax', 'tensorstore')
 
 
+class _LogHold:
+  """A ``_HeldLogs`` on every library logger, from a save's start to its end."""
+
+  def __init__(self):
+    self.held = _HeldLogs()
+    self.loggers = [std_logging.getLogger(n) for n in _LIBRARY_LOGGERS]
+    for logger in self.loggers:
+      logger.addFilter(self.held)
+
+  def end(self):
+    for logger in self.loggers:
+      logger.removeFilter(self.held)
+    self.held.release()
+
+
 def _never_retrieved(record) -> bool:
   return 'exception was never retrieved' not in record.getMessage()
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, force: bool = False) -> bool:
+class _Background:
+  """One save written by a thread of its own while training goes on. It saves a copy of the
+  state made on the devices (the train step donates the state it is given), with orbax's
+  synchronous save, so that a failure is one exception, raised again by ``finish``."""
+
+  def __init__(self, mngr, step: int, state, force: bool):
+    self.step, self.hold, self.error, self.saved = step, _LogHold(), None, False
+    self.hold.held.background_only = True   # the main thread's records pass meanwhile
+    copy = jax.tree.map(lambda x: jnp.copy(x) if isinstance(x, jax.Array) else x, state)
+    self.thread = threading.Thread(target=self._write, args=(mngr, copy, force),
+                                   name=f'posemachines_save_{step}', daemon=False)
+    self.thread.start()
+
+  def _write(self, mngr, state, force):
+    try:
+      self.saved = mngr.save(self.step, args=ocp.args.StandardSave(state), force=force)
+    except BaseException as e:  # pylint: disable=broad-except  (raised again by finish)
+      self.error = e
+
+
+# Each manager's save being written in the background, if any.
+_pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, force: bool = False,
+         background: bool = False) -> bool:
   """Saves ``state`` as ``step``. A save that fails for want of room raises SaveFailed: one
   message naming the last good checkpoint, which the same command resumes from once there is
   room (orbax's tracebacks are held back; the partial save is a temporary directory that the
-  next run removes)."""
-  held = _HeldLogs()
-  loggers = [std_logging.getLogger(n) for n in _LIBRARY_LOGGERS]
-  for logger in loggers:
-    logger.addFilter(held)
+  next run removes).
+
+  ``background``: returns once a copy of the state is made on the devices; a thread writes it
+  while training goes on (``finish(mngr)`` waits for it; the next save finishes it first, so a
+  failure is reported as its own step's). Returns whether the save was made (or started)."""
+  finish(mngr)
+  if background:
+    _pending[mngr] = _Background(mngr, step, state, force)
+    return True
+  hold = _LogHold()
   try:
-    try:
+    with _no_room_is_save_failed(mngr, step, hold.held):
       return mngr.save(step, args=ocp.args.StandardSave(state), force=force)
-    except Exception as e:  # orbax raises many types (ValueError from tensorstore, OSError, ...)
-      reason = _no_room(e)
-      if reason is None:
-        held.release()
-        raise
-      # Each array's failed write is an asyncio task whose error asyncio logs when the task is
-      # collected: collect them now, held back, and hold back any that are collected later.
-      gc.collect()
-      held.records = []
-      std_logging.getLogger('asyncio').addFilter(_never_retrieved)
-      directory = str(mngr.directory)
-      done = [s for s in mngr.all_steps() if s < step and os.path.isdir(
-          os.path.join(directory, str(s)))]
-      last = (f'The last good checkpoint is step {max(done)} '
-              f'({os.path.join(directory, str(max(done)))})' if done else
-              'No checkpoint of this run was saved before')
-      raise SaveFailed(
-          f'Saving the checkpoint of step {step} in {directory} failed: {reason} '
-          f'({free_bytes(directory) / 2**20:.1f} MiB free). {last}. Free some space (or lower '
-          '--config.keep_checkpoints), then rerun the same command to resume'
-          f'{" from it" if done else ""}.') from None
   finally:
-    for logger in loggers:
-      logger.removeFilter(held)
-    held.release()
+    hold.end()
+
+
+def finish(mngr: ocp.CheckpointManager) -> None:
+  """Waits for the manager's save in the background, if any (SaveFailed if it ran out of room;
+  its other errors are raised as they are)."""
+  pending = _pending.pop(mngr, None)
+  if pending is None:
+    return
+  pending.thread.join()
+  pending.hold.held.background_only = False
+  try:
+    with _no_room_is_save_failed(mngr, pending.step, pending.hold.held):
+      if pending.error is not None:
+        raise pending.error
+  finally:
+    pending.hold.end()
+
+
+@contextlib.contextmanager
+def _no_room_is_save_failed(mngr: ocp.CheckpointManager, step: int, held: _HeldLogs):
+  try:
+    yield
+  except Exception as e:  # orbax raises many types (ValueError from tensorstore, OSError, ...)
+    reason = _no_room(e)
+    if reason is None:
+      raise
+    # Each array's failed write is an asyncio task whose error asyncio logs when the task is
+    # collected: collect them now, held back, and hold back any that are collected later.
+    gc.collect()
+    held.records = []
+    std_logging.getLogger('asyncio').addFilter(_never_retrieved)
+    directory = str(mngr.directory)
+    done = [s for s in mngr.all_steps() if s < step and os.path.isdir(
+        os.path.join(directory, str(s)))]
+    last = (f'The last good checkpoint is step {max(done)} '
+            f'({os.path.join(directory, str(max(done)))})' if done else
+            'No checkpoint of this run was saved before')
+    raise SaveFailed(
+        f'Saving the checkpoint of step {step} in {directory} failed: {reason} '
+        f'({free_bytes(directory) / 2**20:.1f} MiB free). {last}. Free some space (or lower '
+        '--config.keep_checkpoints), then rerun the same command to resume'
+        f'{" from it" if done else ""}.') from None
 
 
 def stored_arrays(mngr: ocp.CheckpointManager, step: int) -> dict:

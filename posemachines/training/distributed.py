@@ -222,7 +222,7 @@ class StopSignal:
 
   Preemption (Cloud TPU maintenance, spot VMs, SLURM's --signal and requeue) sends SIGTERM to
   one or all hosts. The handler only notes it; ``requested()``, called by every process after
-  each step, all-reduces the note, so all processes see it at the same step and can save that
+  every log step, all-reduces the note, so all processes see it at the same step and can save that
   step together. Previous handlers are restored by ``close()``.
   """
 
@@ -238,8 +238,13 @@ class StopSignal:
     del frame
     self.received = signum
 
-  def requested(self) -> bool:
-    return any_process(self.received is not None)
+  def requested(self, poll: bool = True) -> bool:
+    """Whether to stop now. One process looks at its own note. Several agree on it only where
+    ``poll`` (a collective: every process must pass the same ``poll`` at the same step); in
+    between, False, so a stop waits for the next step that polls."""
+    if jax.process_count() == 1:
+      return self.received is not None
+    return poll and any_process(self.received is not None)
 
   def close(self):
     for s, handler in self._previous.items():

@@ -24,6 +24,7 @@ from posemachines import models
 from posemachines.core import configs, errors, validate
 from posemachines.training import checkpoint
 from posemachines.training import distributed
+from posemachines.training import feed
 from posemachines.training import gradients
 from posemachines.training import identity
 from posemachines.training import optim
@@ -296,7 +297,6 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop, accepted=()):
   restored, start = checkpoint.restore_latest(
       checkpoint.manager(workdir, config.keep_checkpoints, read_only=True), abstract,
       mismatch_context=lambda: identity.mismatch_context(config, workdir))
-  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   if restored is not None:
     state = restored
     logging.info('Resuming from the checkpoint at step %d in %s', start, workdir)
@@ -327,57 +327,91 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop, accepted=()):
   if start and _is_eval_step(config, start) and distributed.broadcast_from_main(
       int(is_main and not writer.logged(start, 'eval/'))):
     result = evaluate(start)
-  data = iter(pipeline.as_numpy(pipeline.train_dataset(config, jax.process_index(),
-                                                       jax.process_count(), start)))
+  # Batches go onto the devices in a thread, ahead of the step that takes them.
+  batches = feed.Prefetch(
+      pipeline.as_numpy(pipeline.train_dataset(config, jax.process_index(),
+                                               jax.process_count(), start)),
+      functools.partial(shard_batch, mesh=mesh), size=2)
+  # Steps' metrics stay on the devices until a log step, a checkpoint, an evaluation or the
+  # end (feed.Window): the loop dispatches step after step without waiting for them.
+  window, last = feed.Window(), None
+
+  def look():
+    """Fetches the window; stops at its first non-finite step (on_nan='stop')."""
+    nonlocal last
+    if not len(window):
+      return
+    fetched = window.fetch()
+    for done_, m in fetched:
+      if not m['finite']:
+        bad = [t + 1 for t, v in enumerate(m['stage_loss']) if not np.isfinite(v)]
+        where = f'stage {bad[0]} loss' if bad else 'gradients'
+        if config.on_nan != 'skip':
+          raise NonFinite(
+              f'Non-finite {where} at step {done_}: loss={m["loss"]}, '
+              f'per-stage={m["stage_loss"].tolist()}. The last good checkpoint is kept '
+              f'in {workdir}; set --config.on_nan=skip to skip such steps.')
+        logging.warning('Skipped step %d: non-finite %s.', done_, where)
+    last = fetched[-1][1]
+
   # ----------------------------------------------------------------------------- training --
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   bar = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=not is_main,
                   desc='train', unit='step', dynamic_ncols=True)
   t0, seen = time.time(), 0
   try:  # bar.close() in finally: an error's message starts on a line of its own
     for step in range(start, config.num_train_steps):
-      batch = shard_batch(next(data), mesh)
+      batch = next(batches)
       if grads is not None and grads.due(step):
         grads.record(step, state, batch, rng)
       state, metrics = step_fn(state, batch, rng)
-      metrics = jax.device_get(metrics)
-      if not metrics['finite']:
-        bad = [t + 1 for t, v in enumerate(metrics['stage_loss']) if not np.isfinite(v)]
-        where = f'stage {bad[0]} loss' if bad else 'gradients'
-        if config.on_nan != 'skip':
-          raise NonFinite(
-              f'Non-finite {where} at step {step + 1}: loss={metrics["loss"]}, '
-              f'per-stage={metrics["stage_loss"].tolist()}. The last good checkpoint is kept '
-              f'in {workdir}; set --config.on_nan=skip to skip such steps.')
-        logging.warning('Skipped step %d: non-finite %s.', step + 1, where)
+      done = step + 1
+      window.add(done, metrics)
       seen += config.batch_size
       bar.update(1)
-      done = step + 1
-      if done % config.log_every_steps == 0 or done == config.num_train_steps:
+      boundary = done % config.log_every_steps == 0 or done == config.num_train_steps
+      if boundary:
+        look()
         rate = seen / (time.time() - t0)
-        scalars = {'loss': float(metrics['loss']), 'learning_rate': float(sched(step)),
-                   'grad_norm': float(metrics['grad_norm']), 'images_per_sec': rate}
+        scalars = {'loss': float(last['loss']), 'learning_rate': float(sched(step)),
+                   'grad_norm': float(last['grad_norm']), 'images_per_sec': rate}
         scalars.update({f'loss/stage{t + 1}': float(v)
-                        for t, v in enumerate(metrics['stage_loss'])})
+                        for t, v in enumerate(last['stage_loss'])})
         writer.write(done, scalars)
         bar.set_postfix(loss=f'{scalars["loss"]:.4g}', img_s=f'{rate:.1f}')
         t0, seen = time.time(), 0
       if done % config.checkpoint_every_steps == 0 or done == config.num_train_steps:
-        checkpoint.save(mngr, done, state, force=True)
-      if stop.requested():  # SIGTERM on any process: every process saves this step and returns
+        look()   # a checkpoint never holds a diverged state
+        checkpoint.save(mngr, done, state, force=True, background=True)
+      # SIGTERM on any process: every process saves this step and returns. One process alone
+      # looks at every step; several agree at log steps (a collective: a host round trip).
+      if stop.requested(poll=boundary):
+        look()
+        checkpoint.finish(mngr)
         if mngr.latest_step() != done:
           checkpoint.save(mngr, done, state, force=True)
-        mngr.wait_until_finished()
         bar.close()
         writer.close()
         logging.warning('Stopped by SIGTERM after step %d; its checkpoint is in %s. Rerun the '
                         'same command to resume.', done, workdir)
         return state, None
       if _is_eval_step(config, done):
+        look()
         result = evaluate(done)
         t0, seen = time.time(), 0
+    look()
+  except BaseException:
+    # A save still being written is finished first: what the error message calls the last
+    # good checkpoint is on disk when the process exits.
+    try:
+      checkpoint.finish(mngr)
+    except Exception as e:  # pylint: disable=broad-except  (the first error is the one raised)
+      logging.warning('The checkpoint being written when training stopped failed too: %s', e)
+    raise
   finally:
     bar.close()
-  mngr.wait_until_finished()
+    batches.close()
+  checkpoint.finish(mngr)
   # ------------------------------------------------------------------------------ results --
   if result is None:  # a finished run, rerun: its evaluation is logged already
     result = run_evaluation(config, state.variables, eval_fn, mesh, step=int(state.step))
