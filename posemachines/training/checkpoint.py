@@ -34,14 +34,18 @@ class WorkdirError(RuntimeError):
 
 
 def manager(workdir: str, keep: int, save_every: int | None = None,
-            read_only: bool = False) -> ocp.CheckpointManager:
-  """The run's checkpoints; ``read_only`` for another run's (it is left exactly as it is)."""
+            read_only: bool = False, asynchronous: bool = False) -> ocp.CheckpointManager:
+  """The run's checkpoints; ``read_only`` for another run's (it is left exactly as it is).
+
+  ``asynchronous``: orbax's own asynchronous saves (``save(..., background=True)`` then uses
+  them): what several processes need, since orbax synchronises them at the start of a save.
+  """
   # A save killed half-way leaves only a temporary directory, which orbax never lists as a step;
   # cleanup_tmp_directories removes such leftovers when the next run starts.
   options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else keep,
                                          create=not read_only,
                                          save_interval_steps=0 if read_only else save_every or 1,
-                                         enable_async_checkpointing=False,
+                                         enable_async_checkpointing=asynchronous and not read_only,
                                          cleanup_tmp_directories=not read_only,
                                          read_only=read_only)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
@@ -141,6 +145,30 @@ class _Background:
     except BaseException as e:  # pylint: disable=broad-except  (raised again by finish)
       self.error = e
 
+  def wait(self, mngr):
+    del mngr
+    self.thread.join()
+    if self.error is not None:
+      raise self.error
+
+
+class _OrbaxAsync:
+  """One save of an asynchronous manager: orbax copies the arrays off the devices in ``save``
+  and writes them in threads of its own."""
+
+  def __init__(self, mngr, step: int, state, force: bool):
+    self.step, self.hold = step, _LogHold()
+    try:
+      with _no_room_is_save_failed(mngr, step, self.hold.held):
+        self.saved = mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+    except BaseException:
+      self.hold.end()
+      raise
+    self.hold.held.background_only = True
+
+  def wait(self, mngr):
+    mngr.wait_until_finished()
+
 
 # Each manager's save being written in the background, if any.
 _pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -153,17 +181,20 @@ def save(mngr: ocp.CheckpointManager, step: int, state, force: bool = False,
   room (orbax's tracebacks are held back; the partial save is a temporary directory that the
   next run removes).
 
-  ``background``: returns once a copy of the state is made on the devices; a thread writes it
-  while training goes on (``finish(mngr)`` waits for it; the next save finishes it first, so a
+  ``background``: returns once a copy of the state is made on the devices; a thread of ours
+  (one process) or orbax's (an asynchronous manager) writes it while training goes on (``finish(mngr)`` waits for it; the next save finishes it first, so a
   failure is reported as its own step's). Returns whether the save was made (or started)."""
   finish(mngr)
   if background:
-    _pending[mngr] = _Background(mngr, step, state, force)
+    kind = _OrbaxAsync if mngr._options.enable_async_checkpointing else _Background  # pylint: disable=protected-access
+    _pending[mngr] = kind(mngr, step, state, force)
     return True
   hold = _LogHold()
   try:
     with _no_room_is_save_failed(mngr, step, hold.held):
-      return mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+      saved = mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+      mngr.wait_until_finished()   # written when save returns, whatever the manager
+      return saved
   finally:
     hold.end()
 
@@ -174,12 +205,10 @@ def finish(mngr: ocp.CheckpointManager) -> None:
   pending = _pending.pop(mngr, None)
   if pending is None:
     return
-  pending.thread.join()
   pending.hold.held.background_only = False
   try:
     with _no_room_is_save_failed(mngr, pending.step, pending.hold.held):
-      if pending.error is not None:
-        raise pending.error
+      pending.wait(mngr)
   finally:
     pending.hold.end()
 

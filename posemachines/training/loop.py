@@ -355,7 +355,11 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop, accepted=()):
     last = fetched[-1][1]
 
   # ----------------------------------------------------------------------------- training --
-  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
+  # Saves are written in the background: by a thread of ours in one process, by orbax's
+  # asynchronous saves across processes (orbax synchronises the processes when a save starts:
+  # from a thread of ours, that would interleave with the steps' collectives).
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints,
+                            asynchronous=jax.process_count() > 1)
   bar = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=not is_main,
                   desc='train', unit='step', dynamic_ncols=True)
   t0, seen = time.time(), 0
