@@ -444,3 +444,22 @@ def test_a_real_tiny_run_leaves_a_small_summary(tfds_dir, tmp_path):
   # The workdir kept its checkpoints, and the same plan now trains nothing.
   assert S.checkpoint_step(plan_lib.workdir(runs_dir, s)) == 4
   assert plan_lib.execute(make, store, runs_dir) == []
+
+
+def test_declaring_a_field_at_its_neutral_value_keeps_the_run_keys():
+  from posemachines.core import configs
+  config = configs.cpm_small()
+  older = config.copy_and_resolve_references()   # as a version before these fields existed
+  with older.unlocked():
+    for field in plan_lib.NEUTRAL_FIELDS:
+      *path, name = field.split('.')
+      node = older
+      for p in path:
+        node = node[p]
+      if name in node:
+        del node[name]
+  assert plan_lib.run_key(config) == plan_lib.run_key(older)
+  # Away from its neutral value a field is part of the run's identity.
+  bf16 = config.copy_and_resolve_references()
+  bf16.precision = 'bf16'
+  assert plan_lib.run_key(bf16) != plan_lib.run_key(config)

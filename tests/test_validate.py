@@ -63,6 +63,17 @@ def test_the_shipped_configs_pass():
     validate.check(config)
 
 
+def test_layers_remat_and_precision_are_checked():
+  c = configs.cpm_small()
+  c.model.layers, c.model.remat, c.precision = 'torch', 'all', 'fp16'
+  with pytest.raises(errors.BadFlag) as e:
+    validate.check(c)
+  text = str(e.value)
+  assert text.startswith('3 config fields are bad:')
+  for field in ('model.layers', 'model.remat', 'precision'):
+    assert f'--config.{field}=' in text, text
+
+
 def test_the_known_values_agree_with_the_modules_that_use_them():
   from posemachines import models
   from posemachines.data import registry
@@ -72,6 +83,9 @@ def test_the_known_values_agree_with_the_modules_that_use_them():
   assert validate.DATASETS == registry.DATASETS
   assert set(validate.OCCLUSION_MODES) == set(losses.OCCLUSION_MODES)
   assert validate.SCHEMES == schemes.SCHEMES
+  from posemachines.models import cpm
+  assert validate.CPM_LAYERS == cpm.LAYERS and validate.CPM_REMAT == cpm.REMAT
+  assert validate.PRECISIONS == tuple(models.PRECISIONS)
   assert set(skeleton.SKELETONS) >= {'cpm14', 'mpii', 'lsp', 'flic'}
 
 

@@ -48,8 +48,31 @@ def data_version(config) -> str:
   return config.data.dataset
 
 
+# Fields declared after runs were made, at the values that leave a run as it was before they
+# existed: left out of the key, so that declaring a field does not orphan the finished runs.
+# (model.layers 'custom' computes the same sums as the nn.Conv layers runs had before it, in
+# another order: the results differ by float32 rounding.)
+NEUTRAL_FIELDS = {
+    'allow_config_change': False, 'init_from_matching': False, 'precision': 'fp32',
+    'data.coco_aspect_ratio': 0.75, 'data.coco_padding': 1.25, 'data.crop_width': 0,
+    'model.batch_norm': False, 'model.layers': 'custom', 'model.remat': 'none',
+}
+
+
 def run_key(config, parent: RunSpec | None = None) -> str:
+  """The run's identity: a hash of its config (less ``NEUTRAL_FIELDS`` at their neutral
+  values), the run it continues, and the version of its data."""
   c = overrides.derive(config, init_from='')
+  with c.unlocked():
+    for field, neutral in NEUTRAL_FIELDS.items():
+      *path, name = field.split('.')
+      node = c
+      for p in path:
+        node = node[p] if p in node else None
+        if node is None:
+          break
+      if node is not None and name in node and node[name] == neutral:
+        del node[name]
   text = (c.to_json_best_effort(sort_keys=True) + f'|after={parent.key if parent else ""}'
           f'|data={data_version(config)}')
   return hashlib.sha1(text.encode()).hexdigest()[:10]

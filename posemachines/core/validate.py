@@ -17,6 +17,9 @@ from posemachines.core import errors, skeleton
 
 MODELS = ('cpm', 'recurrent')                      # posemachines/models
 WEIGHT_INITS = ('gaussian', 'he')                  # models/cpm.py kernel_init
+CPM_LAYERS = ('custom', 'flax')                    # models/cpm.py LAYERS
+CPM_REMAT = ('none', 'stage', 'block')             # models/cpm.py REMAT
+PRECISIONS = ('fp32', 'bf16')                      # models PRECISIONS
 OPTIMIZERS = ('sgd', 'adam')                       # training/optim.py
 SCHEDULES = ('step', 'cosine', 'constant')         # training/optim.py
 ON_NAN = ('stop', 'skip')                          # training/loop.py
@@ -176,6 +179,7 @@ def _check_loop(r, num_devices):
   _int(r, 'num_pictures', 0)
   _int(r, 'seed', 0)
   _choice(r, 'on_nan', ON_NAN)
+  _choice(r, 'precision', PRECISIONS)
   _choice(r, 'scheme', SCHEMES)
   _int(r, 'schemes.stage_steps', 0)
   _int(r, 'schemes.finetune_steps', 0)
@@ -205,6 +209,8 @@ def _check_model(r):
     _ints(r, 'model.stage_kernels', 1)
     _ints(r, 'model.stage_widths', 1, k, 'model.stage_kernels')
     _number(r, 'model.dropout_rate', 0.0, 1.0, high_open=True)
+    _choice(r, 'model.layers', CPM_LAYERS)
+    _choice(r, 'model.remat', CPM_REMAT)
   elif name == 'recurrent':
     _int(r, 'model.num_iterations', 0)
     _ints(r, 'model.kernels', 1, 7, 'the 7 layers of the model')
