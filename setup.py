@@ -33,5 +33,5 @@ setup(
         'pycocotools',
         'tqdm',
     ],
-    extras_require={'test': ['pytest', 'import-linter'], 'video': ['imageio', 'imageio-ffmpeg']},
+    extras_require={'test': ['pytest', 'pytest-xdist', 'import-linter'], 'video': ['imageio', 'imageio-ffmpeg']},
 )

@@ -1,5 +1,7 @@
 """Shared fixtures: a tiny synthetic-people dataset, tiny CPM and recurrent-model configs."""
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -7,6 +9,21 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # As posemachines sets it for its commands: the tests' in-process runs and the commands they
 # start as subprocesses then run the same TensorFlow kernels (bit-identical data pipelines).
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+# One persistent JAX compilation cache per test run, shared by its pytest workers and every
+# command the tests start: the same tiny programs are compiled once, not in every process.
+# (A fresh directory per run: nothing compiled by an earlier run is reused.)
+# The first process to import this (pytest itself, which starts the workers) picks it.
+_OWN_CACHE = 'JAX_COMPILATION_CACHE_DIR' not in os.environ
+if _OWN_CACHE:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
+      tempfile.gettempdir(), f'posemachines-tests-jax-cache-{os.getpid()}')
+  os.environ['POSEMACHINES_TESTS_CACHE_OWNER'] = str(os.getpid())
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.3')
+
+
+def pytest_sessionfinish(session):
+  if os.environ.get('POSEMACHINES_TESTS_CACHE_OWNER') == str(os.getpid()):
+    shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
 
 def pytest_configure(config):
