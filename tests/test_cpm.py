@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from posemachines.models import cpm
+from posemachines.models import cpm, layers
 
 
 def _count(model, size=368):
@@ -20,15 +20,15 @@ def test_released_parameter_counts():
 
 @pytest.mark.parametrize('size,expected', [(368, 184), (184, 92), (92, 46), (7, 3), (8, 4)])
 def test_ceil_max_pool_sizes(size, expected):
-  out = cpm.max_pool_ceil(jnp.zeros((1, size, size, 1)))
+  out = layers.max_pool_ceil(jnp.zeros((1, size, size, 1)))
   assert out.shape[1:3] == (expected, expected)
 
 
 def test_ceil_pool_takes_the_edge_pixels():
   # 8 -> 4 with Caffe's ceil mode: the last window covers the last column only partly.
   x = jnp.zeros((1, 8, 8, 1)).at[0, 7, 7, 0].set(5.0)
-  assert float(cpm.max_pool_ceil(x)[0, 3, 3, 0]) == 5.0
-  avg = cpm.avg_pool_ceil(jnp.ones((1, 368, 368, 1)), 9, 8)
+  assert float(layers.max_pool_ceil(x)[0, 3, 3, 0]) == 5.0
+  avg = layers.avg_pool_ceil(jnp.ones((1, 368, 368, 1)), 9, 8)
   assert avg.shape == (1, 46, 46, 1)
   np.testing.assert_allclose(avg, 1.0, rtol=1e-6)  # edge windows average only what they cover
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from posemachines.models import cpm, ops
+from posemachines.models import cpm, layers, ops
 
 
 @pytest.mark.parametrize('relu', [False, True])
@@ -17,7 +17,7 @@ def test_pool_gradient_equals_select_and_scatter(relu, shape):
   # Small integers: many ties inside windows (the first maximum in raster order takes the
   # gradient) and, with the ReLU, windows whose maximum is 0 (no gradient).
   x = jnp.asarray(np.random.default_rng(0).integers(-2, 3, shape).astype(np.float32))
-  pads = [cpm.ceil_pool_padding(shape[a], 3, 2) for a in (1, 2)]
+  pads = [layers.ceil_pool_padding(shape[a], 3, 2) for a in (1, 2)]
 
   def ref(x):
     return nn.max_pool(jax.nn.relu(x) if relu else x, (3, 3), (2, 2), padding=pads)

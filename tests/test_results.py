@@ -463,3 +463,23 @@ def test_declaring_a_field_at_its_neutral_value_keeps_the_run_keys():
   bf16 = config.copy_and_resolve_references()
   bf16.precision = 'bf16'
   assert plan_lib.run_key(bf16) != plan_lib.run_key(config)
+
+
+def test_attempt_clock_counts_killed_attempts_up_to_their_last_write(tmp_path):
+  import time
+  path = str(tmp_path / 'cpu_time.json')
+  first = plan_lib.AttemptClock(path, every_s=0.05)
+  t0 = time.time()
+  while time.time() - t0 < 0.3:   # some CPU time
+    sum(range(10_000))
+  time.sleep(0.15)
+  first._stop.set()   # pylint: disable=protected-access  (killed: no close, no final write)
+  first._thread.join()   # pylint: disable=protected-access
+  killed = json.load(open(path))
+  assert killed['attempts'] == 1 and killed['seconds'] >= 0.3 and killed['cpu_seconds'] > 0.1
+  assert killed['load_average'] == []
+  second = plan_lib.AttemptClock(path, every_s=60)
+  second.close()
+  both = json.load(open(path))
+  assert both['attempts'] == 2 and both['seconds'] >= killed['seconds']
+  assert both['cpu_seconds'] >= killed['cpu_seconds'] and len(both['load_average']) == 1

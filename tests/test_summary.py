@@ -20,7 +20,7 @@ import pytest
 
 from posemachines import models
 from posemachines.tools import abstract, flops, receptive_field
-from posemachines.models import cpm
+from posemachines.models import cpm, layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -160,7 +160,7 @@ def _conv(x, k, stride=1, padding='SAME', rhs_dilation=1, lhs_dilation=1):
 
 
 @pytest.mark.parametrize('fn', [
-    lambda x: _conv(cpm.avg_pool_ceil(_conv(x, 3), 3, 2), 3, rhs_dilation=2),
+    lambda x: _conv(layers.avg_pool_ceil(_conv(x, 3), 3, 2), 3, rhs_dilation=2),
     lambda x: _conv(_conv(x, 4, stride=2, padding=((1, 2), (1, 2))), 5, stride=3),
     lambda x: nn.avg_pool(_conv(jnp.pad(x, ((0, 0), (3, 0), (3, 0), (0, 0))), 3), (4, 4), (2, 2)),
     lambda x: jnp.concatenate(

@@ -83,8 +83,8 @@ def test_the_known_values_agree_with_the_modules_that_use_them():
   assert validate.DATASETS == registry.DATASETS
   assert set(validate.OCCLUSION_MODES) == set(losses.OCCLUSION_MODES)
   assert validate.SCHEMES == schemes.SCHEMES
-  from posemachines.models import cpm
-  assert validate.CPM_LAYERS == cpm.LAYERS and validate.CPM_REMAT == cpm.REMAT
+  from posemachines.models import layers
+  assert validate.CPM_LAYERS == layers.LAYERS and validate.CPM_REMAT == layers.REMAT
   assert validate.PRECISIONS == tuple(models.PRECISIONS)
   assert set(skeleton.SKELETONS) >= {'cpm14', 'mpii', 'lsp', 'flic'}
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import resource
+import threading
 import time
 from typing import Any, Callable
 
@@ -234,27 +235,58 @@ def _cpu_now() -> float:
   return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+class AttemptClock:
+  """The wall and CPU time of a run's attempts, kept in ``path`` (cpu_time.json): an attempt's
+  time is added from its start and written every ``every_s`` seconds, so that an attempt killed
+  outright (SIGKILL, the end of a session) still counts up to its last write."""
+
+  def __init__(self, path: str, every_s: float = 60.0):
+    self.path, self.every_s = path, every_s
+    info = json.load(open(path)) if os.path.exists(path) else {}
+    self.base = {'seconds': float(info.get('seconds', 0.0)),
+                 'cpu_seconds': float(info.get('cpu_seconds', 0.0))}
+    self.attempts = int(info.get('attempts', 0)) + 1
+    self.load_average = list(info.get('load_average', []))
+    self.cpu0, self.wall0, self.load0 = _cpu_now(), time.time(), os.getloadavg()[0]
+    self._stop = threading.Event()
+    self.write()
+    self._thread = threading.Thread(target=self._tick, name='attempt_clock', daemon=True)
+    self._thread.start()
+
+  def _tick(self):
+    while not self._stop.wait(self.every_s):
+      self.write()
+
+  def write(self, finished: bool = False):
+    load = self.load_average + ([[round(self.load0, 2), round(os.getloadavg()[0], 2)]]
+                                if finished else [])
+    info = {'seconds': self.base['seconds'] + time.time() - self.wall0,
+            'cpu_seconds': self.base['cpu_seconds'] + _cpu_now() - self.cpu0,
+            'attempts': self.attempts, 'load_average': load}
+    tmp = f'{self.path}.tmp.{os.getpid()}'
+    with open(tmp, 'w') as f:
+      json.dump(info, f)
+    os.replace(tmp, self.path)
+
+  def close(self):
+    self._stop.set()
+    self._thread.join()
+    self.write(finished=True)
+
+
 def train_run(s: RunSpec, config, work: str) -> None:
   """Trains (or resumes) one run in ``work`` through training/runs.py, adding the wall and CPU
-  time of this attempt to ``work``/cpu_time.json (also when it is interrupted)."""
+  time of this attempt to ``work``/cpu_time.json (``AttemptClock``: also when it is killed)."""
   from posemachines.training import runs
   os.makedirs(work, exist_ok=True)
   outputs = ((summaries_lib.BELIEF_PICTURE,) if s.pictures else ()) + (
       (summaries_lib.VISIBILITY_PR,) if s.kind == 'recurrent' else ())
-  cpu0, wall0, load0 = _cpu_now(), time.time(), os.getloadavg()[0]
+  clock = AttemptClock(os.path.join(work, summaries_lib.CPU_TIME))
   try:
     runs.run_once(config, work, s.label, on_trained=lambda state, result, d: _after_training(
         s, config, state, result, d), outputs=outputs)
   finally:
-    path = os.path.join(work, summaries_lib.CPU_TIME)
-    info = json.load(open(path)) if os.path.exists(path) else {
-        'seconds': 0.0, 'cpu_seconds': 0.0, 'attempts': 0, 'load_average': []}
-    info['seconds'] += time.time() - wall0
-    info['cpu_seconds'] += _cpu_now() - cpu0
-    info['attempts'] += 1
-    info['load_average'].append([round(load0, 2), round(os.getloadavg()[0], 2)])
-    with open(path, 'w') as f:
-      json.dump(info, f)
+    clock.close()
 
 
 def _after_training(s: RunSpec, config, state, result, work: str) -> None:

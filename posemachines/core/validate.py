@@ -16,9 +16,9 @@ import numbers
 from posemachines.core import errors, skeleton
 
 MODELS = ('cpm', 'recurrent')                      # posemachines/models
-WEIGHT_INITS = ('gaussian', 'he')                  # models/cpm.py kernel_init
-CPM_LAYERS = ('custom', 'flax')                    # models/cpm.py LAYERS
-CPM_REMAT = ('none', 'stage', 'block')             # models/cpm.py REMAT
+WEIGHT_INITS = ('gaussian', 'he')                  # models/layers.py kernel_init
+CPM_LAYERS = ('custom', 'flax')                    # models/layers.py LAYERS
+CPM_REMAT = ('none', 'stage', 'block')             # models/layers.py REMAT
 PRECISIONS = ('fp32', 'bf16')                      # models PRECISIONS
 OPTIMIZERS = ('sgd', 'adam')                       # training/optim.py
 SCHEDULES = ('step', 'cosine', 'constant')         # training/optim.py

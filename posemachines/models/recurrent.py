@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from posemachines.models.cpm import kernel_init
+from posemachines.models.layers import kernel_init
 
 NUM_LAYERS = 7
 
