@@ -203,6 +203,12 @@ def _run(args, what: str, timeout: float) -> dict:
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _say(what: str, result: dict, line) -> dict:
+  """Prints ``line(result)``, or what failed; returns ``result``."""
+  print(f'{what}: {result["error"]}' if 'error' in result else line(result), flush=True)
+  return result
+
+
 def _gib(n):
   return 'n/a' if n is None else f'{n / 2**30:.2f}'
 
@@ -261,20 +267,13 @@ def main():
             f"{'n/a' if mfu is None else f'{100 * mfu:.1f}%':>6} {_gib(r['peak_bytes']):>8} "
             f"{r['compile_s']:>9.1f}", flush=True)
   loop_batch = batches[0]
-  r = report['loop'] = _run(args, f'loop:{loop_batch}', left())
-  if 'error' in r:
-    print(f'loop vs bare step: {r["error"]}', flush=True)
-  else:
-    print(f"loop vs bare step (fp32, batch {loop_batch}, synthetic people): loop "
-          f"{r['loop_img_s']:.2f} img/s, step {r['step_img_s']:.2f} img/s: "
-          f"{100 * r['loop_fraction']:.1f}%", flush=True)
-  r = report['artifact'] = _run(args, 'artifact', left())
-  if 'error' in r:
-    print(f'artifact: {r["error"]}', flush=True)
-  else:
-    print(f"exported artifact ({', '.join(r['platforms'])}) run on {', '.join(r['ran_on'])}: "
-          f"largest difference {r['max_abs_diff']:.3g} (outputs up to "
-          f"{r['max_abs_output']:.3g})", flush=True)
+  report['loop'] = _say('loop vs bare step', _run(args, f'loop:{loop_batch}', left()), lambda r: (
+      f"loop vs bare step (fp32, batch {loop_batch}, synthetic people): loop "
+      f"{r['loop_img_s']:.2f} img/s, step {r['step_img_s']:.2f} img/s: "
+      f"{100 * r['loop_fraction']:.1f}%"))
+  report['artifact'] = _say('artifact', _run(args, 'artifact', left()), lambda r: (
+      f"exported artifact ({', '.join(r['platforms'])}) run on {', '.join(r['ran_on'])}: "
+      f"largest difference {r['max_abs_diff']:.3g} (outputs up to {r['max_abs_output']:.3g})"))
   first = next((r for r in report['train'] if 'device' in r), {})
   print(f"device: {first.get('device', 'n/a')} ({first.get('platform', 'n/a')}); "
         f"{'tiny model, ' if args.tiny else ''}{args.steps} timed steps each; "

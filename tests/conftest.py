@@ -13,8 +13,7 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 # command the tests start: the same tiny programs are compiled once, not in every process.
 # (A fresh directory per run: nothing compiled by an earlier run is reused.)
 # The first process to import this (pytest itself, which starts the workers) picks it.
-_OWN_CACHE = 'JAX_COMPILATION_CACHE_DIR' not in os.environ
-if _OWN_CACHE:
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
       tempfile.gettempdir(), f'posemachines-tests-jax-cache-{os.getpid()}')
   os.environ['POSEMACHINES_TESTS_CACHE_OWNER'] = str(os.getpid())
@@ -45,6 +44,17 @@ def tiny_config(data_dir: str, **overrides):
   c.update(dict(batch_size=8, eval_batch_size=8, num_train_steps=4, log_every_steps=2,
                 eval_every_steps=1000, checkpoint_every_steps=2, num_pictures=0))
   return _override(c, overrides)
+
+
+def tiny_cpm(**kw):
+  """A 3-stage CPM module of width 4-8 (no config): for tests of the model itself."""
+  from posemachines.models import cpm
+  args = dict(num_stages=3, num_outputs=5, trunk_kernels=(3, 3), trunk_widths=(4, 4),
+              trunk_pools=(True, True), stage1_kernels=(3, 1), stage1_widths=(4, 8),
+              stage1_dropout=(False, True), stage_feature_kernel=3, stage_feature_width=4,
+              stage_kernels=(3, 1), stage_widths=(4, 4), weight_init='he')
+  args.update(kw)
+  return cpm.CPM(**args)
 
 
 def tiny_recurrent_config(data_dir: str, **overrides):

@@ -162,3 +162,9 @@ def test_loop_against_the_bare_step(tfds_dir):
   assert r['loop_fraction'] == pytest.approx(loop['images_per_sec'] / step['images_per_sec'])
   text = benchmark.format_loop(r)
   assert f"loop / step: {r['loop_fraction']:.1%}" in text and 'batch 8' in text
+
+
+def test_loop_refuses_a_step_count_below_one_before_measuring(tfds_dir):
+  from tests.conftest import tiny_config
+  with pytest.raises(benchmark.BenchmarkError, match='--steps must be at least 1, got 0'):
+    benchmark.loop_versus_step(tiny_config(tfds_dir), steps=0)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from posemachines.models import cpm, layers
+from tests.conftest import tiny_cpm
 
 
 def _count(model, size=368):
@@ -33,17 +34,8 @@ def test_ceil_pool_takes_the_edge_pixels():
   np.testing.assert_allclose(avg, 1.0, rtol=1e-6)  # edge windows average only what they cover
 
 
-def _tiny(**kw):
-  args = dict(num_stages=3, num_outputs=5, trunk_kernels=(3, 3), trunk_widths=(4, 4),
-              trunk_pools=(True, True), stage1_kernels=(3, 1), stage1_widths=(4, 8),
-              stage1_dropout=(False, True), stage_feature_kernel=3, stage_feature_width=4,
-              stage_kernels=(3, 1), stage_widths=(4, 4), weight_init='he')
-  args.update(kw)
-  return cpm.CPM(**args)
-
-
 def test_stage_loop_returns_every_stage_and_each_stage_has_own_weights():
-  m = _tiny()
+  m = tiny_cpm()
   x, c = jnp.ones((2, 32, 32, 3)), jnp.ones((2, 32, 32, 1))
   params = m.init(jax.random.key(0), x, c)
   assert sorted(params['params']) == ['features', 'stage1', 'stage2', 'stage3']
@@ -61,7 +53,7 @@ def test_stage_loop_returns_every_stage_and_each_stage_has_own_weights():
 
 
 def test_center_map_is_required_and_used():
-  m = _tiny()
+  m = tiny_cpm()
   x = jnp.ones((1, 32, 32, 3))
   params = m.init(jax.random.key(0), x, jnp.zeros((1, 32, 32, 1)))
   with pytest.raises(ValueError, match='center map'):
@@ -70,13 +62,13 @@ def test_center_map_is_required_and_used():
   b = m.apply(params, x, jnp.ones((1, 32, 32, 1)))
   np.testing.assert_array_equal(a[0], b[0])  # stage 1 sees only the image
   assert not np.allclose(a[1], b[1])
-  m1 = _tiny(use_center_map=False)
+  m1 = tiny_cpm(use_center_map=False)
   p1 = m1.init(jax.random.key(0), x)
   assert m1.apply(p1, x).shape == (3, 1, 8, 8, 5)
 
 
 def test_dropout_only_when_training():
-  m = _tiny(dropout_rate=0.5)
+  m = tiny_cpm(dropout_rate=0.5)
   x, c = jnp.ones((1, 32, 32, 3)), jnp.ones((1, 32, 32, 1))
   params = m.init(jax.random.key(0), x, c)
   e1, e2 = m.apply(params, x, c), m.apply(params, x, c)
@@ -87,7 +79,7 @@ def test_dropout_only_when_training():
 
 
 def test_batch_norm_trains_on_batch_statistics_and_evaluates_with_running_averages():
-  m = _tiny(batch_norm=True, stage1_dropout=(False, False))
+  m = tiny_cpm(batch_norm=True, stage1_dropout=(False, False))
   x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3)) * 3 + 1
   c = jnp.ones((4, 32, 32, 1))
   variables = m.init(jax.random.key(0), x, c)

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from posemachines.models import cpm, layers, ops
+from posemachines.models import layers, ops
+from tests.conftest import tiny_cpm
 
 
 @pytest.mark.parametrize('relu', [False, True])
@@ -70,12 +71,7 @@ def test_unknown_forms_are_refused():
 
 
 def _tiny(**kw):
-  args = dict(num_stages=3, num_outputs=5, trunk_kernels=(3, 3), trunk_widths=(4, 6),
-              trunk_pools=(True, True), stage1_kernels=(3, 1), stage1_widths=(4, 8),
-              stage1_dropout=(False, True), stage_feature_kernel=3, stage_feature_width=4,
-              stage_kernels=(3, 1), stage_widths=(4, 4), weight_init='he')
-  args.update(kw)
-  return cpm.CPM(**args)
+  return tiny_cpm(**{'trunk_widths': (4, 6), **kw})
 
 
 def _loss_and_grads(model, variables, x, c, train=True):

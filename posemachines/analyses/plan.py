@@ -16,6 +16,7 @@ finishes; it plans again after every run, so that third seeds follow as soon as 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -67,12 +68,8 @@ def run_key(config, parent: RunSpec | None = None) -> str:
   with c.unlocked():
     for field, neutral in NEUTRAL_FIELDS.items():
       *path, name = field.split('.')
-      node = c
-      for p in path:
-        node = node[p] if p in node else None
-        if node is None:
-          break
-      if node is not None and name in node and node[name] == neutral:
+      node = functools.reduce(lambda n, p: n[p], path, c)   # every config has these sections
+      if name in node and node[name] == neutral:
         del node[name]
   text = (c.to_json_best_effort(sort_keys=True) + f'|after={parent.key if parent else ""}'
           f'|data={data_version(config)}')

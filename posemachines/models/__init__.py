@@ -14,7 +14,7 @@ def compute_dtype(config):
   precision = config.precision
   if precision not in PRECISIONS:
     raise errors.BadFlag(f'Unknown precision {precision!r} (config.precision); use one of '
-                     f'{", ".join(PRECISIONS)}')
+                         f'{", ".join(PRECISIONS)}')
   return PRECISIONS[precision]
 
 

@@ -37,6 +37,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -53,7 +54,10 @@ TRAIN_FLOP_FACTOR = 3
 FLOP_CONVENTION = ('forward: convolutions and matmuls, 2 FLOP per multiply-add; train step: XLA\'s '
                    'cost analysis of the compiled step (padding taps not counted), or '
                    f'{TRAIN_FLOP_FACTOR} x forward where XLA reports none')
-DEFAULT_STEPS = {'forward': 5, 'train': 3}
+DEFAULT_STEPS = {'forward': 5, 'train': 3, 'loop': 60}
+# What every report says of the machine it ran on (from _environment()).
+ENVIRONMENT_KEYS = ('platform', 'device_kind', 'num_devices', 'jax_version', 'jaxlib_version',
+                    'xla_flags')
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # (name, description, value of the YNN fusion flag; None: the flag unset and the package's off).
@@ -263,14 +267,13 @@ def measure_train(config, batch_size: int, steps: int = DEFAULT_STEPS['train'], 
                  xla_memory=_memory_analysis(compiled), rss_start_bytes=rss_start)
 
 
-def measure_loop(config, batch_size: int, steps: int = 60, warmup: int = 1,
+def measure_loop(config, batch_size: int, steps: int = DEFAULT_STEPS['loop'], warmup: int = 1,
                  window: int = 10) -> dict:
   """The training loop itself (``train.train_and_evaluate``: the config's input pipeline,
   device prefetching, the jitted step, logging, one asynchronous checkpoint) in a temporary
   workdir: ``warmup`` windows of ``window`` steps (the first holds compilation), then at least
   ``steps`` timed steps. Its rates are the ones training logs as ``images_per_sec``, one per
   window."""
-  import tempfile  # pylint: disable=g-import-not-at-top
   rss_start = _rss_bytes()
   check_batch_size(batch_size, jax.device_count())
   total = (max(warmup, 1) + -(-steps // window)) * window
@@ -296,17 +299,13 @@ def loop_versus_step(config, batch_size: int | None = None, steps: int | None = 
                      warmup: int = 1, env: dict | None = None) -> dict:
   """The bare train step, then the training loop on the same config, one after the other, each
   in its own subprocess; the loop's images/s as a fraction of the step's."""
-  validate.check(config)
-  batch_size = config.batch_size if batch_size is None else batch_size
-  steps = steps or 60
-  if steps < 1:
-    raise BenchmarkError(f'--steps must be at least 1, got {steps}')
+  batch_size = _checked(config, batch_size, steps)
+  steps = steps or DEFAULT_STEPS['loop']
   step = run_isolated('train', config, batch_size, steps, warmup, env)
   loop = run_isolated('loop', config, batch_size, steps, warmup, env)
   return {'batch_size': batch_size, 'steps': steps, 'train': step, 'loop': loop,
           'loop_fraction': loop['images_per_sec'] / step['images_per_sec'],
-          **{k: step[k] for k in ('platform', 'device_kind', 'num_devices', 'jax_version',
-                                  'jaxlib_version', 'xla_flags')}}
+          **{k: step[k] for k in ENVIRONMENT_KEYS}}
 
 
 def format_loop(r: dict) -> str:
@@ -360,22 +359,27 @@ def worker_main() -> None:
   sys.stdout.flush()
 
 
+def _checked(config, batch_size: int | None, steps: int | None) -> int:
+  """Checks the config (errors.BadFlag, one line per bad field) and --steps before any
+  subprocess starts; the batch size (default: the config's)."""
+  validate.check(config)
+  if steps is not None and steps < 1:
+    raise BenchmarkError(f'--steps must be at least 1, got {steps}')
+  return config.batch_size if batch_size is None else batch_size
+
+
 def benchmark(config, batch_size: int | None = None, steps: int | None = None, warmup: int = 1,
               env: dict | None = None) -> dict:
   """Forward then train step, each in its own subprocess; the report as a dict."""
-  validate.check(config)  # errors.BadFlag, one line per bad field, before any subprocess
-  batch_size = config.batch_size if batch_size is None else batch_size
-  if steps is not None and steps < 1:
-    raise BenchmarkError(f'--steps must be at least 1, got {steps}')
+  batch_size = _checked(config, batch_size, steps)
   fwd = run_isolated('forward', config, batch_size, steps or DEFAULT_STEPS['forward'], warmup,
                      env)
   trn = run_isolated('train', config, batch_size, steps or DEFAULT_STEPS['train'], warmup, env,
                      gflop_per_image=fwd['gflop_per_image'])
-  keys = ('platform', 'device_kind', 'num_devices', 'jax_version', 'jaxlib_version', 'xla_flags')
   return {'model': fwd['model'], 'crop_size': fwd['crop_size'], 'batch_size': batch_size,
           'parameters': fwd['parameters'], 'gflop_per_image_forward': fwd['gflop_per_image'],
           'gflop_per_image_train': trn['gflop_per_image'], 'flop_convention': FLOP_CONVENTION,
-          **{k: fwd[k] for k in keys}, 'forward': fwd, 'train': trn}
+          **{k: fwd[k] for k in ENVIRONMENT_KEYS}, 'forward': fwd, 'train': trn}
 
 
 def setting_env(value: str | None, base: dict | None = None) -> dict:

@@ -33,6 +33,10 @@ class WorkdirError(RuntimeError):
   """The workdir cannot be written, is not shared by all processes, or is too full."""
 
 
+# The managers made with asynchronous=True (their background saves are orbax's own).
+_asynchronous: weakref.WeakSet = weakref.WeakSet()
+
+
 def manager(workdir: str, keep: int, save_every: int | None = None,
             read_only: bool = False, asynchronous: bool = False) -> ocp.CheckpointManager:
   """The run's checkpoints; ``read_only`` for another run's (it is left exactly as it is).
@@ -48,8 +52,11 @@ def manager(workdir: str, keep: int, save_every: int | None = None,
                                          enable_async_checkpointing=asynchronous and not read_only,
                                          cleanup_tmp_directories=not read_only,
                                          read_only=read_only)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                                options=options)
+  if options.enable_async_checkpointing:
+    _asynchronous.add(mngr)
+  return mngr
 
 
 class SaveFailed(errors.UserError):
@@ -132,7 +139,7 @@ class _Background:
   synchronous save, so that a failure is one exception, raised again by ``finish``."""
 
   def __init__(self, mngr, step: int, state, force: bool):
-    self.step, self.hold, self.error, self.saved = step, _LogHold(), None, False
+    self.step, self.hold, self.error = step, _LogHold(), None
     self.hold.held.background_only = True   # the main thread's records pass meanwhile
     copy = jax.tree.map(lambda x: jnp.copy(x) if isinstance(x, jax.Array) else x, state)
     self.thread = threading.Thread(target=self._write, args=(mngr, copy, force),
@@ -141,7 +148,7 @@ class _Background:
 
   def _write(self, mngr, state, force):
     try:
-      self.saved = mngr.save(self.step, args=ocp.args.StandardSave(state), force=force)
+      mngr.save(self.step, args=ocp.args.StandardSave(state), force=force)
     except BaseException as e:  # pylint: disable=broad-except  (raised again by finish)
       self.error = e
 
@@ -160,7 +167,7 @@ class _OrbaxAsync:
     self.step, self.hold = step, _LogHold()
     try:
       with _no_room_is_save_failed(mngr, step, self.hold.held):
-        self.saved = mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+        mngr.save(step, args=ocp.args.StandardSave(state), force=force)
     except BaseException:
       self.hold.end()
       raise
@@ -182,11 +189,12 @@ def save(mngr: ocp.CheckpointManager, step: int, state, force: bool = False,
   next run removes).
 
   ``background``: returns once a copy of the state is made on the devices; a thread of ours
-  (one process) or orbax's (an asynchronous manager) writes it while training goes on (``finish(mngr)`` waits for it; the next save finishes it first, so a
-  failure is reported as its own step's). Returns whether the save was made (or started)."""
+  (one process) or orbax's (an asynchronous manager) writes it while training goes on;
+  ``finish(mngr)`` waits for it, and the next save finishes it first, so a failure is reported
+  as its own step's. Returns whether the save was made (or started)."""
   finish(mngr)
   if background:
-    kind = _OrbaxAsync if mngr._options.enable_async_checkpointing else _Background  # pylint: disable=protected-access
+    kind = _OrbaxAsync if mngr in _asynchronous else _Background
     _pending[mngr] = kind(mngr, step, state, force)
     return True
   hold = _LogHold()
