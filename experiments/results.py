@@ -98,8 +98,9 @@ def main(argv):
     raise errors.BadFlag(f'--only: unknown {unknown}; choose from {",".join(claims_lib.GROUPS)}')
   if f.seeds < 2:
     raise errors.BadFlag('--seeds must be at least 2')
-  claims = claims_lib.build(load_config(f.cpm_config), load_config(f.recurrent_config))
   store = summaries.Store(f.summaries)
+  claims = claims_lib.build(load_config(f.cpm_config), load_config(f.recurrent_config),
+                            store=store)
   runs_dir = os.path.join(f.workdir, 'runs')
 
   def make_plan():

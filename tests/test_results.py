@@ -483,3 +483,62 @@ def test_attempt_clock_counts_killed_attempts_up_to_their_last_write(tmp_path):
   both = json.load(open(path))
   assert both['attempts'] == 2 and both['seconds'] >= killed['seconds']
   assert both['cpu_seconds'] >= killed['cpu_seconds'] and len(both['load_average']) == 1
+
+
+def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
+  data = str(tmp_path / 'no_data')
+  store = S.Store(str(tmp_path / 'docs' / 'results' / 'runs'))
+  claims = claims_lib.build(tiny_config(data, gradients={**GRADIENTS, 'at_steps': (3,)}),
+                            tiny_recurrent_config(data), rf_kernels=((3, 1), (5, 5)),
+                            store=store)
+  stages = _claim(claims, 'stages')
+  for t, v in zip(range(1, 7), (50, 60, 70, 80, 90, 90.5)):
+    put_setting(store, stages, f'T={t}', [v, v + 1, v + 0.5])
+  first = stages.settings['T=5'](1)[0]
+  assert first.label == 'cpm_T5_joint_s1' and first.config.num_train_steps == 4
+  assert _verdict(stages, store).startswith('holds')
+  # A seed of T=5 moved by 2.5 points at the end: every seed of T=5 trains again, twice as long.
+  put(store, first, 91.0, change=2.5)
+  longer = stages.settings['T=5'](1)[0]
+  assert longer.label == 'cpm_T5_joint_x2_s1' and longer.config.num_train_steps == 8
+  assert tuple(longer.config.gradients.at_steps) == (7,)   # still before the last update
+  assert stages.settings['T=4'](1)[0].label == 'cpm_T4_joint_s1'   # the others keep theirs
+  plan = plan_lib.build([stages], store, str(tmp_path / 'runs'), 2)
+  todo = sorted(p.spec.label for p in plan.to_train())
+  assert todo == ['cpm_T5_joint_x2_s0', 'cpm_T5_joint_x2_s1']
+  states = {p.spec.label: p for p in plan.runs}
+  assert states['cpm_T5_joint_s1'].superseded and not states['cpm_T5_joint_s1'].to_train
+  text = '\n'.join(plan_lib.describe(plan, store))
+  assert 'superseded (not converged)' in text and '2 superseded' in text
+  assert _verdict(stages, store) == 'not yet run (10 of 12 runs finished)'
+  # Converged at 2x: the claim is decided on the longer runs.
+  for seed, v in enumerate((95, 96)):
+    put(store, stages.settings['T=5'](seed)[0], v)
+  assert stages.settings['T=5'](0)[0].label == 'cpm_T5_joint_x2_s0'
+  assert 'T=5 95.5 ± 0.7' in _verdict(stages, store)
+  # Not converged at 2x either: 4x; not at 4x: the claim is not settled.
+  put(store, stages.settings['T=5'](0)[0], 95, change=-3.0)
+  assert stages.settings['T=5'](0)[0].config.num_train_steps == 16
+  for seed in (0, 1):
+    put(store, stages.settings['T=5'](seed)[0], 96, change=2.0)
+  assert stages.settings['T=5'](0)[0].config.num_train_steps == 16   # no longer than 4x
+  assert _verdict(stages, store).startswith(
+      'not settled, because 2 of its runs did not converge (final evaluation more than 1.5 '
+      'points from the one before: cpm_T5_joint_x4_s0 (+2.0), cpm_T5_joint_x4_s1 (+2.0))')
+  # The page lists the superseded runs, counts their time and gives each setting's steps.
+  page = str(tmp_path / 'docs' / 'results.md')
+  report.write([claims_lib.evaluate(stages, store)], store, page,
+               str(tmp_path / 'docs' / 'results'), 'python experiments/results.py')
+  text = open(page).read()
+  assert '| cpm_T5_joint_s1 |' in text and 'no (superseded: trained longer)' in text
+  assert '| 5 | 16 | 2/2 |' in text and '| 4 | 4 | 2/2 |' in text
+  # 12 runs of the sweep + 2 superseded at 1x (one counted already) + 2 at 2x: 600 CPU s each.
+  assert '16 runs have finished so far: 2.7 CPU hours' in text
+  # A chain (stage-wise then fine-tuning) is lengthened phase by phase, parents re-keyed.
+  chain = claims_lib.lengthen(claims[0].runs.stagewise(0, True), 2)
+  assert [s.label for s in chain] == ['cpm_T2_stagewise1_x2_s0', 'cpm_T2_stagewise2_x2_s0',
+                                      'cpm_T2_finetune_x2_s0']
+  assert chain[2].parent.key == chain[1].key and chain[1].parent.key == chain[0].key
+  base = claims[0].runs.stagewise(0, True)
+  assert [s.config.num_train_steps * 2 for s in base] == [s.config.num_train_steps
+                                                         for s in chain]

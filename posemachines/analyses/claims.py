@@ -10,10 +10,14 @@ less than twice the larger of the two spreads (standard deviation across seeds) 
 their first two seeds, both settings get a third. The decision uses seeds 0 and 1 only, so it
 does not change as more runs finish.
 
+Convergence rule: a setting whose finished runs include one that has not converged (its final
+evaluation moved by more than CONVERGENCE_POINTS from the one before) is trained again from
+scratch, every seed, with a schedule LENGTHS times as long (``Converging``); the shorter runs
+stay in the store and are reported as superseded.
+
 Status of a claim: 'not yet run' until every run it needs has finished; 'not settled' when a
-run has not converged (its final evaluation moved by more than CONVERGENCE_POINTS from the
-one before);
-otherwise 'holds' or 'does not hold', from ``decide``.
+run of the longest schedule has not converged either; otherwise 'holds' or 'does not hold',
+from ``decide``.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ GROUPS = ('stages', 'schemes', 'gradients', 'receptive_fields', 'recurrent')
 RF_KERNELS = ((3, 1), (3, 3), (7, 7))
 WRISTS, ELBOWS = ('r_wrist', 'l_wrist'), ('r_elbow', 'l_elbow')
 AROUND = 0.9   # a receptive field "around the person's size": at least 90% of its height
+LENGTHS = (1, 2, 4)   # schedules a setting is tried with, as multiples of its own, until it converges
 
 
 @dataclasses.dataclass
@@ -256,6 +261,49 @@ class Runs:
     return 200 * d.target_dist * d.crop_size / 368
 
 
+def lengthen(chain: tuple[RunSpec, ...], factor: int) -> tuple[RunSpec, ...]:
+  """The same chain of runs with every phase trained ``factor`` times as many steps (label
+  ``..._x{factor}_s{seed}``; gradients recorded before the last update move with the end)."""
+  if factor == 1:
+    return chain
+  out = []
+  for s in chain:
+    c = s.config
+    steps = c.num_train_steps * factor
+    changes = {'num_train_steps': steps}
+    if 'gradients' in c and tuple(c.gradients.at_steps) == (c.num_train_steps - 1,):
+      changes['gradients.at_steps'] = (steps - 1,)
+    stem, _, seed = s.label.rpartition('_s')
+    out.append(spec(f'{stem}_x{factor}_s{seed}', overrides.derive(c, **changes),
+                    parent=out[-1] if out else None, pictures=s.pictures))
+  return tuple(out)
+
+
+class Converging:
+  """A setting's chain of runs at the shortest of ``LENGTHS`` whose finished runs have all
+  converged (every seed of a setting has the same schedule)."""
+
+  def __init__(self, chain: Callable, store: S.Store, seeds: int = 3):
+    self.chain, self.store, self.seeds = chain, store, seeds
+
+  def _unconverged(self, factor: int) -> bool:
+    for seed in range(self.seeds):
+      loaded = self.store.load(lengthen(self.chain(seed), factor)[-1].key)
+      if loaded is not None and not S.converged(loaded, CONVERGENCE_POINTS):
+        return True
+    return False
+
+  def factor(self) -> int:
+    return next((f for f in LENGTHS[:-1] if not self._unconverged(f)), LENGTHS[-1])
+
+  def __call__(self, seed: int) -> tuple[RunSpec, ...]:
+    return lengthen(self.chain(seed), self.factor())
+
+  def superseded(self, seed: int) -> list[RunSpec]:
+    """The runs of the shorter schedules (trained, or to be reported, before this one)."""
+    return [s for f in LENGTHS if f < self.factor() for s in lengthen(self.chain(seed), f)]
+
+
 RECURRENT_VARIANTS = (('include', True), ('include', False), ('exclude', True), ('ignore', True))
 
 
@@ -464,9 +512,11 @@ def decide_visibility(st):
   return True, text
 
 
-def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS) -> list[Claim]:
+def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None = None
+          ) -> list[Claim]:
   """Every claim of the two papers on these base configs (``rf_kernels``: the (trunk, stage)
-  kernel pairs of the receptive-field sweep besides the base model)."""
+  kernel pairs of the receptive-field sweep besides the base model). With ``store``, every
+  setting follows the convergence rule (``Converging``); without it, the base schedules."""
   runs = Runs(cpm_base, recurrent_base)
   base_t = cpm_base.model.num_stages
   joint = lambda seed: runs.joint(base_t, seed)  # noqa: E731
@@ -559,4 +609,16 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS) -> list[Claim]:
       [(modes[1], modes[0]), (modes[1], modes[2])], decide_visibility))
   for c in claims:
     c.runs = runs
+    if store is not None:
+      c.settings = {name: Converging(chain, store) for name, chain in c.settings.items()}
   return claims
+
+
+def superseded_runs(claim: Claim, need: dict) -> list[RunSpec]:
+  """The claim's runs at schedules given up because a run of theirs did not converge."""
+  out = {}
+  for name, chain in claim.settings.items():
+    for seed in range(need[name]):
+      for s in getattr(chain, 'superseded', lambda seed: [])(seed):
+        out.setdefault(s.key, s)
+  return list(out.values())

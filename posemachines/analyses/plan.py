@@ -91,10 +91,11 @@ class Planned:
   checkpoint_step: int | None = None   # newest checkpoint in the runs directory
   retrain: bool = False                # finished, but a later phase needs its checkpoint
   estimate_s: float = 0.0              # CPU seconds still to spend on it
+  superseded: bool = False             # finished at a schedule given up (did not converge)
 
   @property
   def to_train(self) -> bool:
-    return not self.finished or self.retrain
+    return not self.superseded and (not self.finished or self.retrain)
 
 
 @dataclasses.dataclass
@@ -170,6 +171,12 @@ def build(claims, store: summaries_lib.Store, runs_dir: str, seeds: int = 2,
             order.append(s.key)
           if claim.key not in by_key[s.key].claims:
             by_key[s.key].claims.append(claim.key)
+  for claim in chosen:
+    need, _ = claims_lib.seeds_needed(claim, store, seeds)
+    for s in claims_lib.superseded_runs(claim, need):
+      if s.key not in by_key and store.finished(s.key):
+        by_key[s.key] = Planned(s, [claim.key], True, superseded=True)
+        order.append(s.key)
   runs = [by_key[k] for k in order]
   # A phase still to train starts from its parent's checkpoint: a finished parent whose
   # checkpoints are gone (a fresh checkout) trains again first.
@@ -201,7 +208,8 @@ def describe(plan: Plan, store: summaries_lib.Store) -> list[str]:
     s = p.spec
     if p.finished:
       loaded = store.load(s.key)
-      state = 'finished' + (', checkpoint needed' if p.retrain else '')
+      state = ('superseded (not converged)' if p.superseded else
+               'finished' + (', checkpoint needed' if p.retrain else ''))
       cpu = summaries_lib.cpu_seconds(loaded)
     elif p.checkpoint_step:
       state, cpu = f'interrupted at step {p.checkpoint_step}', p.estimate_s
@@ -213,7 +221,9 @@ def describe(plan: Plan, store: summaries_lib.Store) -> list[str]:
                  f'{_minutes(cpu):>8}  {",".join(p.claims)}')
   done = [p for p in plan.runs if p.finished]
   spent = sum(summaries_lib.cpu_seconds(store.load(p.spec.key)) or 0 for p in done)
-  lines += ['', f'{len(done)} of {len(plan.runs)} runs finished ({spent / 3600:.1f} CPU hours '
+  dropped = sum(p.superseded for p in plan.runs)
+  lines += ['', f'{len(done) - dropped} of {len(plan.runs) - dropped} runs finished'
+            + (f', {dropped} superseded' if dropped else '') + f' ({spent / 3600:.1f} CPU hours '
             f'spent); {len(plan.to_train())} to train: about {plan.estimate_s / 3600:.1f} CPU '
             'hours left']
   if plan.undecided:

@@ -314,14 +314,20 @@ def table_gradients(result):
 
 def table_stages(result):
   st = result.stats
-  lines = ['| stages | seeds | final-stage PCKh@0.5 | every stage (mean) | CPU min per run |',
-           '|---|---|---|---|---|']
+  lines = ['| stages | steps | seeds | final-stage PCKh@0.5 | every stage (mean) | CPU min per '
+           'run |', '|---|---|---|---|---|---|']
   for n, s in st.items():
     every = ' / '.join(f'{m:.1f}' for m, _ in per_stage(s)) or '-'
-    lines.append(f'| {n.split("=")[1]} | {_seeds(s, result.seeds[n])} | {s.text()} | {every} '
-                 f'| {_cpu_minutes(s):.0f} |' if s.n else
-                 f'| {n.split("=")[1]} | 0/{result.seeds[n]} | - | - | - |')
+    steps = _steps(result, n)
+    lines.append(f'| {n.split("=")[1]} | {steps} | {_seeds(s, result.seeds[n])} | {s.text()} '
+                 f'| {every} | {_cpu_minutes(s):.0f} |' if s.n else
+                 f'| {n.split("=")[1]} | {steps} | 0/{result.seeds[n]} | - | - | - |')
   return lines
+
+
+def _steps(result, setting: str) -> int:
+  """Training steps of a setting's chain (at the schedule the convergence rule chose)."""
+  return sum(r.config.num_train_steps for r in result.claim.settings[setting](0))
 
 
 def table_refinement(result, stages_result=None):
@@ -352,8 +358,7 @@ def table_schemes(result):
            '|---|---|---|' + '---|' * num]
   for q in result.claim.quantities:
     s = st[q.name]
-    chain = result.claim.settings[q.setting](0)
-    steps = sum(r.config.num_train_steps for r in chain)
+    steps = _steps(result, q.setting)
     if s.n:
       cells = ' | '.join(_pm(m, sd, s.n) for m, sd in per_stage(s))
     else:
@@ -366,15 +371,16 @@ def table_receptive_fields(result):
   st, runs = result.stats, result.claim.runs
   names = sorted(st, key=lambda n: runs.receptive_field(*claims_lib._rf_kernels(n)))  # noqa
   m = runs.cpm.model
-  lines = ['| kernels (trunk / stages) | parameters | receptive field (px) | seeds | final-stage '
-           'PCKh@0.5 | every stage (mean) |', '|---|---|---|---|---|---|']
+  lines = ['| kernels (trunk / stages) | parameters | receptive field (px) | steps | seeds | '
+           'final-stage PCKh@0.5 | every stage (mean) |', '|---|---|---|---|---|---|---|']
   for n in names:
     k = claims_lib._rf_kernels(n)  # noqa: SLF001
     label = (f'base: {"/".join(map(str, m.trunk_kernels))} / '
              f'{"/".join(map(str, m.stage_kernels))}' if k[0] is None else n)
     every = ' / '.join(f'{v:.1f}' for v, _ in per_stage(st[n])) or '-'
     lines.append(f'| {label} | {runs.parameters(*k):,} | {runs.receptive_field(*k):.0f} | '
-                 f'{_seeds(st[n], result.seeds[n])} | {st[n].text()} | {every} |')
+                 f'{_steps(result, n)} | {_seeds(st[n], result.seeds[n])} | {st[n].text()} | '
+                 f'{every} |')
   return lines
 
 
@@ -400,14 +406,16 @@ def table_recurrent(rstats):
   names = ['feed-forward'] + [f'iteration {i}' for i in range(1, outputs)]
   lines = ['| variant | seeds | ' + ' | '.join(f'PCKh@0.5 {o}' for o in names)
            + ' | visibility AP ' + ' / '.join(o.replace('iteration ', 'it') for o in names)
-           + ' | CPU min per run |', '|---|---|' + '---|' * (outputs + 2)]
+           + ' | steps | CPU min per run |', '|---|---|' + '---|' * (outputs + 3)]
   for n, (s, need) in rstats.items():
     if not s.n:
-      lines.append(f'| {n} | 0/{need} | ' + ' | '.join('-' for _ in names) + ' | - | - |')
+      lines.append(f'| {n} | 0/{need} | ' + ' | '.join('-' for _ in names) + ' | - | - | - |')
       continue
     pck = ' | '.join(_pm(m, sd, s.n) for m, sd in per_stage(s))
     ap = ' / '.join(f'{m:.1f}' for m, _ in per_stage(s, S.visibility_ap))
-    lines.append(f'| {n} | {_seeds(s, need)} | {pck} | {ap} | {_cpu_minutes(s):.0f} |')
+    steps = s.loaded[0]['summary'].get('config', {}).get('num_train_steps', '-')
+    lines.append(f'| {n} | {_seeds(s, need)} | {pck} | {ap} | {steps} | '
+                 f'{_cpu_minutes(s):.0f} |')
   v = next((l.get('visibility') for s, _ in rstats.values() for l in s.loaded
             if l.get('visibility')), None)
   if v:
@@ -497,11 +505,16 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
   for r in results:
     for s in claims_lib.needed_runs(r.claim, r.seeds):
       all_runs.setdefault(s.key, (s, r.claim.group))
+  superseded = {}
+  for r in results:
+    for s in claims_lib.superseded_runs(r.claim, r.seeds):
+      if s.key not in all_runs:
+        superseded.setdefault(s.key, (s, r.claim.group))
   rows = []
-  for key, (s, group) in all_runs.items():
+  for key, (s, group) in list(all_runs.items()) + list(superseded.items()):
     loaded = store.load(key)
     if loaded is not None:
-      rows.append({'spec': s, 'group': group, 'loaded': loaded,
+      rows.append({'spec': s, 'group': group, 'loaded': loaded, 'superseded': key in superseded,
                    'converged': S.converged(loaded, claims_lib.CONVERGENCE_POINTS)})
   cpu_total = sum(S.cpu_seconds(r['loaded']) or 0 for r in rows)
   wall_total = sum(S.wall_seconds(r['loaded']) or 0 for r in rows)
@@ -541,7 +554,12 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
             '([convergence](#convergence)). That is how "within about 1 point" is read here: '
             'the first runs of the default schedule moved by +0.7 to +1.3 points over their '
             'last 500 steps, so with a bound of exactly 1 point most settings would need a '
-            'longer schedule than the default\'s.',
+            'longer schedule than the default\'s. A setting with a run that has not '
+            'converged is trained again from scratch, every seed, with '
+            + ', then '.join(f'{f}x' for f in claims_lib.LENGTHS[1:]) + ' the steps (labels '
+            '`..._x2_s0`); its shorter runs are listed as superseded and their time counts in '
+            'the total. Settings compared in one claim can so end with different schedules: '
+            'the tables give the steps.',
             '- Seeds: `seed` sets the initial weights, the batch order and the augmentation '
             '(the data set is the same). Every setting has at least 2 seeds; where two '
             'compared settings differ by less than twice the larger of their spreads, both '
@@ -606,7 +624,8 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
     lines.append(f'| {s.label} | [{s.key}](results/runs/{os.path.basename(l["dir"])}) | '
                  f'{s.config.num_train_steps} | {S.pck(l):.1f} | '
                  f'{"-" if change is None else f"{change:+.1f}"} | '
-                 f'{"yes" if r["converged"] else "no"} | '
+                 f'{"yes" if r["converged"] else "no"}'
+                 f'{" (superseded: trained longer)" if r["superseded"] else ""} | '
                  f'{"-" if cpu is None else f"{cpu / 60:.0f}"} | '
                  f'{"-" if wall is None else f"{wall / 60:.0f}"} |')
   if not rows:
