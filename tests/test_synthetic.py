@@ -123,7 +123,8 @@ def test_others():
   assert 0 < sum(counts) < len(counts)
 
 
-def test_builder_matches_render_example(tmp_path):
+def test_builder_matches_render_example(tmp_path, caplog):
+  caplog.set_level('WARNING')
   b = synthetic.builder(str(tmp_path), image_size=SIZE, num_train=20, num_validation=5, seed=1)
   assert b.builder_config.name == f's{SIZE}_t20_v5_seed1'
   assert b.info.splits['train'].num_examples == 20
@@ -144,4 +145,6 @@ def test_builder_matches_render_example(tmp_path):
   again = synthetic.builder(str(tmp_path), image_size=SIZE, num_train=20, num_validation=5,
                             seed=1)
   assert again.data_dir == b.data_dir
+  # Opening a generated set is quiet: no "custom data configuration" warning per opening.
+  assert not [r for r in caplog.records if 'custom data configuration' in r.getMessage()]
   assert synthetic.config_name(SIZE, 20, 5, 2) != b.builder_config.name

@@ -643,8 +643,15 @@ class SyntheticPeople(local_builder.LocalBuilder):
                    '1.1.0': 'Larger facing cues (V neckline, chest emblem, belt buckle); three '
                             'in four figures face the camera.'}
   BUILDER_CONFIGS = [SyntheticPeopleConfig(name='default')]
+  _MADE: dict = {}   # the configs ``builder`` made, by name (sizes and seed are in the name)
   # Where tfds looks for a checksums file, set directly so that no package-resource lookup runs.
   code_path = epath.Path(__file__)
+
+  @classmethod
+  def get_builder_config(cls, name, version=None):
+    """A config made by ``builder`` counts as one of ours (tfds would warn about a custom
+    configuration every time a set is opened)."""
+    return cls._MADE.get(name) or super().get_builder_config(name, version)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
@@ -681,11 +688,12 @@ def config_name(image_size: int, num_train: int, num_validation: int, seed: int)
 def builder(data_dir: str, image_size: int = 160, num_train: int = 4000,
             num_validation: int = 500, seed: int = 0) -> SyntheticPeople:
   """A prepared ``synthetic_people`` builder for these settings (generated on first use)."""
-  cfg = SyntheticPeopleConfig(
-      name=config_name(image_size, num_train, num_validation, seed),
+  name = config_name(image_size, num_train, num_validation, seed)
+  cfg = SyntheticPeople._MADE.setdefault(name, SyntheticPeopleConfig(  # noqa: SLF001
+      name=name,
       description=f'{image_size}px images, {num_train} train / {num_validation} validation, '
                   f'seed {seed}',
-      image_size=image_size, num_train=num_train, num_validation=num_validation, seed=seed)
+      image_size=image_size, num_train=num_train, num_validation=num_validation, seed=seed))
   b = SyntheticPeople(data_dir=data_dir, config=cfg)
   if not b.is_prepared():
     b.download_and_prepare(download_config=tfds.download.DownloadConfig(
