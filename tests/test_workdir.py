@@ -322,3 +322,13 @@ def test_tensorstore_disk_full_errors_are_recognised():
   except RuntimeError as e:
     assert checkpoint._no_room(e) == 'No space left on device'
   assert checkpoint._no_room(OSError(errno.EDQUOT, 'quota')) == os.strerror(errno.EDQUOT)
+
+
+def test_reading_a_run_logs_no_read_only_notice(tmp_path, caplog):
+  from absl import logging as absl_logging
+  caplog.set_level('INFO')
+  checkpoint.manager(str(tmp_path), 2, read_only=True)
+  absl_logging.warning('another warning')   # the filter lets every other message through
+  messages = [r.getMessage() for r in caplog.records]
+  assert 'another warning' in messages
+  assert not [m for m in messages if 'read only' in m], messages

@@ -37,6 +37,17 @@ class WorkdirError(RuntimeError):
 _asynchronous: weakref.WeakSet = weakref.WeakSet()
 
 
+class _NoReadOnlyNotice(std_logging.Filter):
+  """orbax warns "Given directory is read only" for every read-only manager: the ones made here
+  only read (resuming, evaluating, exporting), so the warning says nothing to the user."""
+
+  def filter(self, record):
+    return not record.getMessage().startswith('Given directory is read only')
+
+
+std_logging.getLogger('absl').addFilter(_NoReadOnlyNotice())
+
+
 def manager(workdir: str, keep: int, save_every: int | None = None,
             read_only: bool = False, asynchronous: bool = False) -> ocp.CheckpointManager:
   """The run's checkpoints; ``read_only`` for another run's (it is left exactly as it is).
