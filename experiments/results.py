@@ -116,6 +116,11 @@ def main(argv):
     report.write(results, store, f.page, fig_dir, 'python experiments/results.py')
     return results
 
+  completed = plan_lib.complete_occlusion_split(make_plan(), store, runs_dir)
+  if completed and f.commit:
+    git_commit([os.path.relpath(store.dir(s.key), ROOT) for s in completed],
+               'results: PCKh of the visible and the occluded parts of '
+               f'{len(completed)} finished runs, from their final checkpoints')
   if not f.report:
     def saved(s, d):
       loaded = store.load(s.key)

@@ -245,6 +245,12 @@ def test_tiny_recurrent_training_run(tfds_dir, tmp_path):
   vis = ev['visibility']
   assert vis['num_visible'] + vis['num_occluded'] == 8 * 14 and vis['num_occluded'] > 0
   assert all(0.0 <= s['visibility_ap'] <= 1.0 for s in ev['stages'])
+  # PCKh over the visible and the occluded parts alone, weighted by their counts, is the total.
+  for s in ev['stages']:
+    assert s['pck@0.5'] * (vis['num_visible'] + vis['num_occluded']) == pytest.approx(
+        s['pck@0.5_visible'] * vis['num_visible'] + s['pck@0.5_occluded'] * vis['num_occluded'])
+  assert {'eval/pck@0.5_occluded/stage3', 'eval/pck@0.5_visible/stage1'} <= set().union(
+      *[json.loads(l) for l in open(tmp_path / 'metrics.jsonl')])
   assert 'batch_stats' in state.model_state
   for name in ('predictions.png', 'stages_0.png', 'limbs_0.png'):
     assert os.path.getsize(tmp_path / 'pictures' / name) > 1000

@@ -542,3 +542,46 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   base = claims[0].runs.stagewise(0, True)
   assert [s.config.num_train_steps * 2 for s in base] == [s.config.num_train_steps
                                                          for s in chain]
+
+
+def test_older_recurrent_summaries_get_the_occluded_parts_split_from_their_checkpoint(
+    claims, tmp_path, capsys):
+  store = S.Store(str(tmp_path / 'summaries'))
+  runs_dir = str(tmp_path / 'runs')
+  occ = _claim(claims, 'recurrent_occlusion')
+  s = occ.settings['include + limbs'](0)[0]
+  put(store, s, 80.0, per_stage=[70.0, 75.0, 80.0], visibility_ap=95)
+  plan = plan_lib.build([occ], store, runs_dir, 2)
+  calls = []
+
+  def evaluate(config, work, values=(0.70, 0.75, 0.80)):
+    calls.append(work)
+    return {'stages': [{'pck@0.5': v, 'pck@0.5_visible': v + 0.01, 'pck@0.5_occluded': v - 0.2}
+                       for v in values]}
+  # No final checkpoint in the runs directory: nothing to evaluate.
+  assert plan_lib.complete_occlusion_split(plan, store, runs_dir, evaluate) == [] and not calls
+  os.makedirs(os.path.join(plan_lib.workdir(runs_dir, s), 'checkpoints',
+                           str(s.config.num_train_steps)))
+  # A checkpoint that does not give the summary's numbers again is not used.
+  wrong = lambda config, work: evaluate(config, work, (0.7, 0.75, 0.79))  # noqa: E731
+  assert plan_lib.complete_occlusion_split(plan, store, runs_dir, wrong) == []
+  assert 'left as it is' in capsys.readouterr().out
+  assert np.isnan(S.occluded_pck(store.load(s.key)))
+  assert plan_lib.complete_occlusion_split(plan, store, runs_dir, evaluate) == [s]
+  loaded = store.load(s.key)
+  assert S.occluded_pck(loaded) == pytest.approx(60.0)
+  assert S.visible_pck(loaded, 0) == pytest.approx(71.0) and S.pck(loaded) == pytest.approx(80)
+  calls.clear()
+  assert plan_lib.complete_occlusion_split(plan, store, runs_dir, evaluate) == [] and not calls
+  # The verdict and the table give the occluded parts alone.
+  for m, final in (('include', 80), ('exclude', 76), ('ignore', 78)):
+    for seed in (0, 1):
+      put(store, occ.settings[claims_lib.recurrent_name(m, True)](seed)[0], final + seed)
+      store.add_to_eval(occ.settings[claims_lib.recurrent_name(m, True)](seed)[0].key,
+                        [{'pck@0.5_visible': 0.9, 'pck@0.5_occluded': (final - 30) / 100}] * 3)
+  text = _verdict(occ, store)
+  assert '(on the occluded parts alone: include 50.0 ± 0.0, exclude 46.0 ± 0.0, ignore 48.0 ' \
+         '± 0.0)' in text
+  table = '\n'.join(report.table_recurrent(report.recurrent_stats(
+      [claims_lib.evaluate(occ, store)])))
+  assert '| 90.0 ± 0.0 / 46.0 ± 0.0 |' in table

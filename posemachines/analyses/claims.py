@@ -40,6 +40,7 @@ SMALL_GAIN = 1.0   # points: a gain this small counts as no gain (diminishing re
 GROUPS = ('stages', 'schemes', 'gradients', 'receptive_fields', 'recurrent')
 RF_KERNELS = ((3, 1), (3, 3), (7, 7))
 WRISTS, ELBOWS = ('r_wrist', 'l_wrist'), ('r_elbow', 'l_elbow')
+OCCLUDED = 'occluded parts'   # quantities over the occluded parts alone
 AROUND = 0.9   # a receptive field "around the person's size": at least 90% of its height
 LENGTHS = (1, 2, 4)   # schedules a setting is tried with, as multiples of its own, until it converges
 
@@ -472,6 +473,11 @@ def decide_occlusion(st):
   inc, exc, ign = (st[recurrent_name(m, True)] for m in ('include', 'exclude', 'ignore'))
   text = (f'PCKh@0.5 of the last output: include {inc.text()}, exclude {exc.text()}, ignore '
           f'{ign.text()}')
+  hidden = [st.get(f'{recurrent_name(m, True)}: {OCCLUDED}') for m in ('include', 'exclude',
+                                                                       'ignore')]
+  if all(h is not None and h.n for h in hidden):
+    text += (f' (on the occluded parts alone: include {hidden[0].text()}, exclude '
+             f'{hidden[1].text()}, ignore {hidden[2].text()})')
   if not (inc.mean > exc.mean and inc.mean > ign.mean):
     return False, 'including occluded keypoints is not the best mode: ' + text
   if inc.mean - exc.mean < 1.0:
@@ -584,7 +590,9 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       'recurrent_occlusion', 'recurrent', 'Occluded keypoints in training (recurrent, Table I)',
       'Including occluded keypoints in training gives the best PCKh; excluding them (as '
       'background) costs a few points.',
-      {m: rec[m] for m in modes}, [Quantity(m, m, _final) for m in modes],
+      {m: rec[m] for m in modes},
+      [Quantity(m, m, _final) for m in modes]
+      + [Quantity(f'{m}: {OCCLUDED}', m, S.occluded_pck) for m in modes],
       [(modes[0], modes[1]), (modes[0], modes[2])], decide_occlusion))
   no_limbs = recurrent_name('include', False)
   outputs = ['feed-forward', 'iteration 1', 'iteration 2']

@@ -37,7 +37,8 @@ def _fmt(values, digits=1):
   m, s = _ms(values)
   if not np.isfinite(m):
     return '-'
-  return f'{m:.{digits}f}' + (f' ± {s:.{digits}f}' if len(values) > 1 else ' (1 seed)')
+  n = sum(v is not None and np.isfinite(v) for v in values)
+  return f'{m:.{digits}f}' + (f' ± {s:.{digits}f}' if n > 1 else ' (1 seed)')
 
 
 def _pm(m, s, n, digits=1):
@@ -406,15 +407,18 @@ def table_recurrent(rstats):
   names = ['feed-forward'] + [f'iteration {i}' for i in range(1, outputs)]
   lines = ['| variant | seeds | ' + ' | '.join(f'PCKh@0.5 {o}' for o in names)
            + ' | visibility AP ' + ' / '.join(o.replace('iteration ', 'it') for o in names)
-           + ' | steps | CPU min per run |', '|---|---|' + '---|' * (outputs + 3)]
+           + ' | PCKh@0.5 visible / occluded parts (last output) | steps | CPU min per run |',
+           '|---|---|' + '---|' * (outputs + 4)]
   for n, (s, need) in rstats.items():
     if not s.n:
-      lines.append(f'| {n} | 0/{need} | ' + ' | '.join('-' for _ in names) + ' | - | - | - |')
+      lines.append(f'| {n} | 0/{need} | ' + ' | '.join('-' for _ in names)
+                   + ' | - | - | - | - |')
       continue
     pck = ' | '.join(_pm(m, sd, s.n) for m, sd in per_stage(s))
     ap = ' / '.join(f'{m:.1f}' for m, _ in per_stage(s, S.visibility_ap))
+    split = ' / '.join(_fmt([f(l) for l in s.loaded]) for f in (S.visible_pck, S.occluded_pck))
     steps = s.loaded[0]['summary'].get('config', {}).get('num_train_steps', '-')
-    lines.append(f'| {n} | {_seeds(s, need)} | {pck} | {ap} | {steps} | '
+    lines.append(f'| {n} | {_seeds(s, need)} | {pck} | {ap} | {split} | {steps} | '
                  f'{_cpu_minutes(s):.0f} |')
   v = next((l.get('visibility') for s, _ in rstats.values() for l in s.loaded
             if l.get('visibility')), None)

@@ -203,6 +203,14 @@ class Store:
     _dump(os.path.join(d, SUMMARY), {'label': label, 'key': key, **summary})
     return d
 
+  def add_to_eval(self, key: str, per_stage: list[dict]) -> None:
+    """Adds fields to every stage of a finished run's final evaluation (eval.json)."""
+    path = os.path.join(self.dir(key), EVAL)
+    saved = _load(path)
+    for st, new in zip(saved['stages'], per_stage, strict=True):
+      st.update(new)
+    _dump(path, saved)
+
   def save_workdir(self, label: str, key: str, workdir: str, summary: dict) -> str:
     """The summary of a finished training workdir."""
     from posemachines.training import gradients as gradients_lib
@@ -239,6 +247,17 @@ def part_pck(loaded: dict, parts, stage: int = -1) -> float:
 
 def visibility_ap(loaded: dict, stage: int = -1) -> float:
   v = loaded['eval']['stages'][stage].get('visibility_ap')
+  return float('nan') if v is None else 100 * v
+
+
+def occluded_pck(loaded: dict, stage: int = -1) -> float:
+  """PCKh@0.5 (%) over the occluded parts alone (nan where the summary predates it)."""
+  v = loaded['eval']['stages'][stage].get('pck@0.5_occluded')
+  return float('nan') if v is None else 100 * v
+
+
+def visible_pck(loaded: dict, stage: int = -1) -> float:
+  v = loaded['eval']['stages'][stage].get('pck@0.5_visible')
   return float('nan') if v is None else 100 * v
 
 

@@ -145,7 +145,8 @@ def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_pre
 
   Where the split labels visibility (both visible and occluded annotated parts), every stage
   also gets ``visibility_ap``: the AP of its heatmap maxima at telling visible parts from
-  occluded ones (posemachines/evaluation/visibility.py).
+  occluded ones (posemachines/evaluation/visibility.py), and ``pck@0.5_visible`` /
+  ``pck@0.5_occluded``: the same PCK over the visible and over the occluded parts alone.
 
   A diverged model's outputs can be non-finite (a NaN or infinite map maximum). With
   ``config.on_nan='stop'`` that raises NonFinite naming the stages; with 'skip' it is logged,
@@ -197,9 +198,14 @@ def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_pre
                              'per_part': dict(zip(parts, map(float, per_part))),
                              'non_finite_outputs': int(non_finite[t])})
     if with_visibility:
-      result['stages'][-1]['visibility_ap'] = (
+      stage = result['stages'][-1]
+      stage['visibility_ap'] = (
           visibility.visibility_ap(score[t], visible, annotated)['ap'] if not non_finite[t]
           else float('nan'))
+      # PCKh over the visible and over the occluded annotated parts alone.
+      shown = (annotated > 0) & (visible > 0)
+      stage['pck@0.5_visible'] = metrics.pck(dist[t], shown, norm, 0.5)[1]
+      stage['pck@0.5_occluded'] = metrics.pck(dist[t], (annotated > 0) & ~shown, norm, 0.5)[1]
   if with_visibility and not non_finite[-1]:
     result['visibility'] = visibility.visibility_ap(score[-1], visible, annotated)
   if keep_predictions:
@@ -316,7 +322,8 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop, accepted=()):
   def evaluate(done):
     result = run_evaluation(config, state.variables, eval_fn, mesh, step=done)
     scalars = {f'eval/{k}/stage{s["stage"]}': s[k] for s in result['stages']
-               for k in ('pck@0.5', 'visibility_ap') if k in s}
+               for k in ('pck@0.5', 'visibility_ap', 'pck@0.5_visible', 'pck@0.5_occluded')
+               if k in s}
     if scalars:  # none when the split has no labelled parts
       writer.write(done, scalars)
     if is_main:
