@@ -116,7 +116,9 @@ def main(argv):
     report.write(results, store, f.page, fig_dir, 'python experiments/results.py')
     return results
 
-  completed = plan_lib.complete_occlusion_split(make_plan(), store, runs_dir)
+  completed = plan_lib.complete_occlusion_split(
+      [p.spec for p in make_plan().runs] + list(claims_lib.light_occlusion_runs(claims).values()),
+      store, runs_dir)
   if completed and f.commit:
     git_commit([os.path.relpath(store.dir(s.key), ROOT) for s in completed],
                'results: PCKh of the visible and the occluded parts of '

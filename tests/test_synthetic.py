@@ -148,3 +148,27 @@ def test_builder_matches_render_example(tmp_path, caplog):
   # Opening a generated set is quiet: no "custom data configuration" warning per opening.
   assert not [r for r in caplog.records if 'custom data configuration' in r.getMessage()]
   assert synthetic.config_name(SIZE, 20, 5, 2) != b.builder_config.name
+
+
+# Hidden joints of train examples 0-29 (seed 0, 96 px) as version 1.1.0 drew them, before the
+# occlusion levels existed: 'light' must draw the same examples.
+HIDDEN_1_1_0 = [0, 0, 0, 1, 0, 0, 0, 0, 3, 0, 0, 2, 0, 0, 0, 0, 5, 0, 0, 0, 5, 0, 0, 0, 2, 3, 0,
+                1, 0, 0]
+
+
+def test_occlusion_levels(tmp_path):
+  def hidden(occlusion, n=30):
+    return [int((~synthetic.render_example(0, 'train', i, SIZE, occlusion)['joints_visible']
+                  ).sum()) for i in range(n)]
+  assert hidden('light') == HIDDEN_1_1_0
+  light, heavy = np.mean(hidden('light', 120)) / 16, np.mean(hidden('heavy', 120)) / 16
+  assert light < 0.1 and 0.2 < heavy < 0.4, (light, heavy)
+  # The same people, poses and backgrounds: only what follows the occluders' draw differs.
+  a = synthetic.render_example(0, 'train', 8, SIZE, 'heavy')
+  b = synthetic.render_example(0, 'train', 8, SIZE)
+  np.testing.assert_array_equal(a['joints'], b['joints'])
+  assert synthetic.config_name(SIZE, 20, 5, 1) == f's{SIZE}_t20_v5_seed1'
+  assert synthetic.config_name(SIZE, 20, 5, 1, 'heavy') == f's{SIZE}_t20_v5_seed1_occlusion-heavy'
+  with pytest.raises(ValueError, match="occlusion must be one of light, heavy, got 'some'"):
+    synthetic.builder(str(tmp_path), image_size=SIZE, num_train=2, num_validation=1,
+                      occlusion='some')

@@ -66,12 +66,14 @@ def test_the_shipped_configs_pass():
 def test_layers_remat_and_precision_are_checked():
   c = configs.cpm_small()
   c.model.layers, c.model.remat, c.precision = 'torch', 'all', 'fp16'
+  c.data.synthetic_occlusion = 'some'
   with pytest.raises(errors.BadFlag) as e:
     validate.check(c)
   text = str(e.value)
-  assert text.startswith('3 config fields are bad:')
+  assert text.startswith('4 config fields are bad:')
   for field in ('model.layers', 'model.remat', 'precision'):
     assert f'--config.{field}=' in text, text
+  assert "--config.data.synthetic_occlusion='some': must be one of light, heavy" in text
 
 
 def test_the_known_values_agree_with_the_modules_that_use_them():
@@ -86,6 +88,8 @@ def test_the_known_values_agree_with_the_modules_that_use_them():
   from posemachines.models import layers
   assert validate.CPM_LAYERS == layers.LAYERS and validate.CPM_REMAT == layers.REMAT
   assert validate.PRECISIONS == tuple(models.PRECISIONS)
+  from posemachines.data import synthetic
+  assert validate.SYNTHETIC_OCCLUSION == tuple(synthetic.OCCLUSION)
   assert set(skeleton.SKELETONS) >= {'cpm14', 'mpii', 'lsp', 'flic'}
 
 

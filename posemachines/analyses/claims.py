@@ -622,6 +622,19 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
   return claims
 
 
+def light_occlusion_runs(claims: list[Claim], seeds: int = 2) -> dict:
+  """{(variant, seed): RunSpec} of the recurrent variants on the default ('light') occlusion of
+  the synthetic people, for the page's account of why the recurrent claims use heavy occlusion
+  (empty where the recurrent base already is light)."""
+  runs = next((c.runs for c in claims if c.group == 'recurrent'), None)
+  if runs is None or runs.recurrent_base.data.get('synthetic_occlusion', 'light') == 'light':
+    return {}
+  light = Runs(runs.cpm, overrides.derive(runs.recurrent_base,
+                                          **{'data.synthetic_occlusion': 'light'}))
+  return {(recurrent_name(m, l), seed): light.recurrent(m, l, seed)[0]
+          for m, l in RECURRENT_VARIANTS if l for seed in range(seeds)}
+
+
 def superseded_runs(claim: Claim, need: dict) -> list[RunSpec]:
   """The claim's runs at schedules given up because a run of theirs did not converge."""
   out = {}

@@ -58,6 +58,7 @@ NEUTRAL_FIELDS = {
     'allow_config_change': False, 'init_from_matching': False, 'precision': 'fp32',
     'data.coco_aspect_ratio': 0.75, 'data.coco_padding': 1.25, 'data.crop_width': 0,
     'model.batch_norm': False, 'model.layers': 'custom', 'model.remat': 'none',
+    'data.synthetic_occlusion': 'light',
 }
 
 
@@ -319,7 +320,7 @@ def _after_training(s: RunSpec, config, state, result, work: str) -> None:
 OCCLUSION_KEYS = ('pck@0.5_visible', 'pck@0.5_occluded')
 
 
-def complete_occlusion_split(plan: Plan, store: summaries_lib.Store, runs_dir: str,
+def complete_occlusion_split(specs, store: summaries_lib.Store, runs_dir: str,
                              evaluate: Callable | None = None) -> list[RunSpec]:
   """Adds PCKh over the visible and over the occluded parts to the summaries of finished
   recurrent runs saved before evaluations measured it, from their final checkpoint in the runs
@@ -327,9 +328,8 @@ def complete_occlusion_split(plan: Plan, store: summaries_lib.Store, runs_dir: s
   evaluation must give the summary's PCKh again, or nothing is written. Returns the runs
   completed."""
   done = []
-  for p in plan.runs:
-    s = p.spec
-    if not p.finished or s.kind != 'recurrent':
+  for s in specs:
+    if s.kind != 'recurrent' or not store.finished(s.key):
       continue
     loaded = store.load(s.key)
     stages = loaded['eval']['stages']

@@ -57,7 +57,9 @@ def cpm_release(num_stages: int = 6) -> ml_collections.ConfigDict:
       shuffle_buffer=2048, prefetch=2, num_parallel_calls=-1, cache=False,
       # synthetic-people settings (used when dataset == 'synthetic_people')
       synthetic_image_size=160, synthetic_num_train=4000, synthetic_num_validation=500,
-      synthetic_seed=0))
+      synthetic_seed=0,
+      # 'light' (about 6% of the parts hidden) or 'heavy' (about 28%): data/synthetic.py
+      synthetic_occlusion='light'))
   c.targets = ml_collections.ConfigDict(dict(
       sigma=7.0,                     # belief-map Gaussian, input pixels
       center_sigma=21.0,             # center-map Gaussian, input pixels

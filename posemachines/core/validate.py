@@ -25,6 +25,7 @@ SCHEDULES = ('step', 'cosine', 'constant')         # training/optim.py
 ON_NAN = ('stop', 'skip')                          # training/loop.py
 SCHEMES = ('joint', 'stagewise', 'stagewise_finetune', 'final_only')   # training/schemes.py
 OCCLUSION_MODES = ('ignore', 'include', 'exclude')  # objectives/losses.py
+SYNTHETIC_OCCLUSION = ('light', 'heavy')   # data/synthetic.py OCCLUSION
 DATASETS = ('synthetic_people', 'json_people', 'mpii', 'lsp', 'lsp_extended', 'flic',  # data
             'coco')
 
@@ -290,6 +291,7 @@ def _check_data(r):
   _int(r, 'data.synthetic_image_size', 16)
   _int(r, 'data.synthetic_num_train', 1)
   _int(r, 'data.synthetic_num_validation', 0)
+  _choice(r, 'data.synthetic_occlusion', SYNTHETIC_OCCLUSION)
 
 
 def _check_targets_and_loss(r):

@@ -72,7 +72,7 @@ def get_builder(config, name: str | None = None):
     return synthetic.builder(data_dir(config), image_size=data.synthetic_image_size,
                              num_train=data.synthetic_num_train,
                              num_validation=data.synthetic_num_validation,
-                             seed=data.synthetic_seed)
+                             seed=data.synthetic_seed, occlusion=data.synthetic_occlusion)
   if name == 'json_people':
     from posemachines.data import json_people
     annotations = data.annotations
