@@ -602,6 +602,8 @@ def test_the_page_says_why_the_recurrent_claims_use_heavy_occlusion(tmp_path):
   assert light[('include + limbs', 0)].key == _claim(
       plain, 'recurrent_occlusion').settings['include + limbs'](0)[0].key
   assert occ.settings['include + limbs'](0)[0].key != light[('include + limbs', 0)].key
+  assert occ.settings['include + limbs'](0)[0].label == 'recurrent_heavy_include_limbs_s0'
+  assert light[('include + limbs', 0)].label == 'recurrent_include_limbs_s0'
   assert claims_lib.light_occlusion_runs(plain) == {}
   store = S.Store(str(tmp_path / 'summaries'))
   pr = {'recall': [1.0], 'precision': [1.0], 'ap': 1.0, 'num_visible': 94, 'num_occluded': 6}

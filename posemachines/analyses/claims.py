@@ -254,7 +254,9 @@ class Runs:
   def recurrent(self, occlusion: str, limbs: bool, seed: int) -> tuple[RunSpec, ...]:
     c = overrides.derive(self.recurrent_base, seed=seed, **{
         'loss.occlusion': occlusion, 'model.limb_heatmaps': limbs})
-    return (spec(f'recurrent_{occlusion}{"_limbs" if limbs else ""}_s{seed}', c),)
+    data = c.data.get('synthetic_occlusion', 'light')   # the data's occlusion level, if not light
+    return (spec(f'recurrent_{"" if data == "light" else data + "_"}{occlusion}'
+                 f'{"_limbs" if limbs else ""}_s{seed}', c),)
 
   def person_height(self) -> float:
     """Height of the normalised person in the crop (px): 200 px x target_dist at 368."""
