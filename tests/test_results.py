@@ -516,6 +516,8 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
     put(store, stages.settings['T=5'](seed)[0], v)
   assert stages.settings['T=5'](0)[0].label == 'cpm_T5_joint_x2_s0'
   assert 'T=5 95.5 ± 0.7' in _verdict(stages, store)
+  assert _verdict(stages, store).endswith(
+      '(trained longer, having not converged with the base schedule: T=5 (2x the steps))')
   # Not converged at 2x either: 4x; not at 4x: the claim is not settled.
   put(store, stages.settings['T=5'](0)[0], 95, change=-3.0)
   assert stages.settings['T=5'](0)[0].config.num_train_steps == 16

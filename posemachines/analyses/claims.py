@@ -187,6 +187,11 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
     ok, why = claim.decide(st)
     status = 'holds' if ok else 'does not hold'
     text = f'holds: {why}' if ok else f'does not hold, because {why}'
+    longer = [f'{name} ({chain.factor()}x the steps)' for name, chain in claim.settings.items()
+              if isinstance(chain, Converging) and chain.factor() > 1]
+    if longer:
+      text += (f' (trained longer, having not converged with the base schedule: '
+               f'{", ".join(longer)})')
   return Result(claim, status, text, st, finished, len(runs), need, unconverged)
 
 
