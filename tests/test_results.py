@@ -619,8 +619,10 @@ def test_the_page_says_why_the_recurrent_claims_use_heavy_occlusion(tmp_path):
     json.dump(ev, open(os.path.join(store.dir(s.key), 'eval.json'), 'w'))
   results = [claims_lib.evaluate(c, store) for c in claims]
   page = str(tmp_path / 'docs' / 'results.md')
-  report.write(results, store, page, str(tmp_path / 'docs' / 'results'), 'cmd')
+  written = report.write(results, store, page, str(tmp_path / 'docs' / 'results'), 'cmd')
+  assert 'occlusion.png' in written
   text = open(page).read()
+  assert '![occlusion levels](results/occlusion.png)' in text
   assert 'trained on the synthetic people with heavy occlusion' in text
   assert '### Why heavy occlusion' in text
   assert '| include + limbs | 2 | 80.5 ± 0.7 | 80.0 ± 0.0 | 60.0 ± 0.0 | 95.0 ± 0.0 |' in text

@@ -16,7 +16,7 @@ from posemachines.analyses import summaries as S
 
 FIGURES = ('gradients.png', 'gradient_spread.png', 'stages.png', 'refinement.png',
            'belief_maps.png', 'schemes.png', 'receptive_fields.png', 'recurrent.png',
-           'convergence.png')
+           'convergence.png', 'occlusion.png')
 
 
 def _plt():
@@ -219,6 +219,30 @@ def figure_receptive_fields(result, outdir):
   ax.grid(alpha=0.3)
   _save(fig, os.path.join(outdir, 'receptive_fields.png'))
   return ['receptive_fields.png']
+
+
+def figure_occlusion(outdir, seed: int = 0, size: int = 160, count: int = 5):
+  """The first validation people of the synthetic data at both occlusion levels, annotated
+  parts visible (green) and occluded (red)."""
+  from posemachines.data import synthetic
+  plt = _plt()
+  fig, axes = plt.subplots(2, count, figsize=(2 * count, 4.3))
+  for row, level in enumerate(('light', 'heavy')):
+    for i in range(count):
+      ex = synthetic.render_example(seed, 'validation', i, size, level)
+      ax = axes[row, i]
+      ax.imshow(ex['image'])
+      vis = ex['joints_visible']
+      for mask, colour in ((vis, 'lime'), (~vis, 'red')):
+        ax.scatter(ex['joints'][mask, 0], ex['joints'][mask, 1], s=9, c=colour,
+                   edgecolors='black', linewidths=0.4)
+      ax.set_xticks([]), ax.set_yticks([])
+      if i == 0:
+        ax.set_ylabel(f'{level} occlusion', fontsize=8)
+  fig.suptitle('synthetic validation people: visible (green) and occluded (red) parts',
+               fontsize=8)
+  _save(fig, os.path.join(outdir, 'occlusion.png'))
+  return ['occlusion.png']
 
 
 def figure_recurrent(stats: dict, outdir):
@@ -657,7 +681,11 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
     for r in rec:
       lines += [f'### {r.claim.title}', '', f'Claim: {r.claim.statement}', '',
                 f'**{_cap(r.text)}.**', '']
-    lines += section_light_occlusion(results, store, rstats)
+    light = section_light_occlusion(results, store, rstats)
+    if light:
+      written += figure_occlusion(fig_dir)
+      light[-1:-1] = [''] + fig('occlusion.png', 'occlusion levels')
+    lines += light
   lines += ['## Where a claim does not hold: what the synthetic people may lack', '',
             'For each claim, what the data would have to pose for the claim to show, and the '
             'check that tells whether the data, the schedule or the model is the reason. A '
