@@ -351,13 +351,21 @@ def test_recurrent_verdicts(claims, tmp_path):
   for name, final, ap in (('include + limbs', 80, 95), ('exclude + limbs', 76, 97),
                           ('ignore + limbs', 78, 96)):
     put_setting(store, occ, name, [final, final + 1], visibility_ap=ap)
-  put_setting(store, its, 'include, no limbs', [79, 79], per_stage=[70, 75, 75.5])
+  put_setting(store, its, '2 iterations', [79, 79], per_stage=[70, 75, 75.5])
+  assert _verdict(its, store) == 'not yet run (2 of 6 runs finished)'
+  put_setting(store, its, '0 iterations', [68, 69])
+  put_setting(store, its, '1 iteration', [74, 75], per_stage=[60, 74.5])
   assert _verdict(occ, store) == ('holds: PCKh@0.5 of the last output: include 80.5 ± 0.7, '
                                   'exclude 76.5 ± 0.7, ignore 78.5 ± 0.7; excluding them costs '
                                   '4.0 points')
-  assert _verdict(its, store).startswith('holds: PCKh@0.5 of the include model without limbs: '
-                                         'feed-forward 70.0 ± 0.0, iteration 1 75.0 ± 0.0 '
-                                         '(+5.0), iteration 2 75.5 ± 0.0 (+0.5)')
+  assert _verdict(its, store) == (
+      'holds: final-output PCKh@0.5 of separate include models without limbs: 0 iterations '
+      '68.5 ± 0.7, 1 iteration 74.5 ± 0.0 (+6.0), 2 iterations 75.5 ± 0.0 (+1.0); the 2 '
+      'iterations model\'s own outputs after the feed-forward module / each iteration: 70.0 ± '
+      '0.0 / 75.0 ± 0.0 / 75.5 ± 0.0')
+  assert its.settings['1 iteration'](0)[0].label == 'recurrent_include_it1_s0'
+  assert its.settings['1 iteration'](0)[0].config.model.num_iterations == 1
+  assert its.settings['2 iterations'](0)[0].label == 'recurrent_include_s0'
   assert _verdict(limbs, store) == ('holds: PCKh@0.5 of the last output 80.5 ± 0.7 with limb '
                                     'heatmaps, 75.5 ± 0.0 without')
   assert _verdict(vis, store).startswith('holds: visibility AP of the last output: include '
@@ -365,6 +373,9 @@ def test_recurrent_verdicts(claims, tmp_path):
   put_setting(store, vis, 'exclude + limbs', [76, 77], visibility_ap=94)
   assert _verdict(vis, store).startswith('does not hold, because ignore, not exclude, gives the '
                                          'best visibility AP')
+  put_setting(store, its, '2 iterations', [79, 79], per_stage=[70, 75, 77])
+  assert _verdict(its, store).startswith('does not hold, because the second iteration changes '
+                                         'accuracy by more than a point')
 
 
 # ----------------------------------------------------------------------------- page --
@@ -398,6 +409,9 @@ def test_page_and_figures_from_hand_made_summaries(claims, tmp_path):
       final = {'include': 80, 'exclude': 76, 'ignore': 78}[m] - (0 if l else 3)
       put(store, s, final, per_stage=[v + 0.2 * seed for v in (final - 6, final - 0.5, final)],
           visibility_ap={'include': 95, 'exclude': 97, 'ignore': 96}[m], pr=pr)
+    for iterations, final in ((0, 70), (1, 76.5)):   # separate models of the iteration claim
+      s = claims[0].runs.recurrent('include', False, seed, iterations)[0]
+      put(store, s, final + 0.2 * seed, visibility_ap=95)
   results = [claims_lib.evaluate(c, store) for c in claims]
   written = report.write(results, store, page, figs, 'python experiments/results.py')
   assert set(written) == {'gradients.png', 'gradient_spread.png', 'stages.png',
@@ -411,6 +425,7 @@ def test_page_and_figures_from_hand_made_summaries(claims, tmp_path):
   assert '![stages](results/stages.png)' in text or '](results/stages.png)' in text
   assert '| include + limbs | 2/2 | 74.1 ± 0.1 | 79.6 ± 0.1 | 80.1 ± 0.1 | 95.0 / 95.0 / ' \
          '95.0 |' in text
+  assert '| 1 iteration | 2/2 | 71.6 ± 0.1 / 76.6 ± 0.1 | 76.6 ± 0.1 |' in text
   # A figure the page no longer draws is removed.
   empty = S.Store(str(tmp_path / 'none'))
   report.write([claims_lib.evaluate(c, empty) for c in claims], empty, page, figs, 'cmd')
