@@ -61,6 +61,10 @@ def _seeds(stat, need):
   return f'{stat.n}/{need}'
 
 
+def _n_seeds(n: int) -> str:
+  return f'{n} seed' + ('' if n == 1 else 's')
+
+
 def _save(fig, path):
   fig.tight_layout()
   fig.savefig(path, dpi=90)
@@ -116,7 +120,7 @@ def figure_gradients(result, outdir):
       arr = np.asarray(rows)
       sd = arr.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(len(steps))
       ax.errorbar(steps, arr.mean(axis=0), yerr=sd, fmt=style, capsize=2, lw=1,
-                  label=f'{label} ({len(rows)} seeds)')
+                  label=f'{label} ({_n_seeds(len(rows))})')
     ax.set_yscale('log')
     ax.set_title(layer, fontsize=8)
     ax.set_xlabel('step', fontsize=7)
@@ -189,7 +193,7 @@ def figure_schemes(result, outdir):
     ms = per_stage(st[n])
     x = np.arange(len(ms)) + (i - (len(names) - 1) / 2) * width
     ax.bar(x, [m for m, _ in ms], width, yerr=[s for _, s in ms], capsize=2,
-           label=f'{n} ({st[n].n} seeds)')
+           label=f'{n} ({_n_seeds(st[n].n)})')
   ax.set_xticks(range(num), [f'stage {t + 1}' for t in range(num)])
   ax.set_ylabel('PCKh@0.5 (%)')
   ax.legend(fontsize=6, loc='upper left')
@@ -255,7 +259,7 @@ def figure_recurrent(stats: dict, outdir):
   for n in names:
     ms = per_stage(stats[n])
     left.errorbar(range(len(ms)), [m for m, _ in ms], yerr=[s for _, s in ms], fmt='o-',
-                  capsize=3, label=f'{n} ({stats[n].n} seeds)')
+                  capsize=3, label=f'{n} ({_n_seeds(stats[n].n)})')
   outputs = len(per_stage(stats[names[0]]))
   left.set_xticks(range(outputs), ['feed-forward'] + [f'iteration {i}'
                                                       for i in range(1, outputs)])
