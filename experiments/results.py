@@ -2,7 +2,8 @@
 docs/results.md and its figures.
 
   python experiments/results.py [--workdir=workdirs/results]
-      [--only=stages,schemes,gradients,receptive_fields,recurrent] [--seeds=2] [--max_runs=N]
+      [--only=stages,schemes,gradients,receptive_fields,recurrent or claim keys] [--seeds=2]
+      [--max_runs=N]
       [--plan] [--commit]
 
 For every claim (posemachines/analyses/claims.py) it lists the runs needed with ``--seeds``
@@ -44,7 +45,8 @@ from posemachines.core import config_files, errors  # noqa: E402
 
 flags.DEFINE_string('workdir', 'workdirs/results', 'Training runs go to WORKDIR/runs.')
 flags.DEFINE_list('only', list(claims_lib.GROUPS), 'Claims whose runs to train: '
-                  + ','.join(claims_lib.GROUPS) + '.')
+                  + ','.join(claims_lib.GROUPS) + ', or single claims: '
+                  + ','.join(claims_lib.CLAIMS) + '.')
 flags.DEFINE_integer('seeds', 2, 'Seeds per setting (at least 2; a third where the seeds rule '
                      'asks for it).')
 flags.DEFINE_integer('max_runs', None, 'Train at most this many runs.')
@@ -93,9 +95,10 @@ def main(argv):
   f = flags.FLAGS
   from absl import logging
   logging.set_verbosity(logging.WARNING)
-  unknown = sorted(set(f.only) - set(claims_lib.GROUPS))
+  unknown = sorted(set(f.only) - set(claims_lib.GROUPS) - set(claims_lib.CLAIMS))
   if unknown:
-    raise errors.BadFlag(f'--only: unknown {unknown}; choose from {",".join(claims_lib.GROUPS)}')
+    raise errors.BadFlag(f'--only: unknown {unknown}; choose from {",".join(claims_lib.GROUPS)} '
+                         f'or single claims: {",".join(claims_lib.CLAIMS)}')
   if f.seeds < 2:
     raise errors.BadFlag('--seeds must be at least 2')
   store = summaries.Store(f.summaries)

@@ -95,6 +95,11 @@ def test_plan_lists_every_run_once_with_its_state_and_cpu_left(claims, tmp_path)
   only = plan_lib.build(claims, store, str(tmp_path / 'runs'), 2, {'gradients'})
   assert [p.spec.label for p in only.runs] == ['cpm_T2_joint_s0', 'cpm_T2_final_only_s0',
                                                'cpm_T2_joint_s1', 'cpm_T2_final_only_s1']
+  # ... or to single claims, by key.
+  assert claims_lib.CLAIMS == tuple(c.key for c in claims)
+  one = plan_lib.build(claims, store, str(tmp_path / 'runs'), 2, {'recurrent_iterations'})
+  assert sorted(p.spec.label for p in one.runs) == sorted(
+      f'recurrent_include{it}_s{seed}' for it in ('_it0', '_it1', '') for seed in (0, 1))
   # A finished run is listed as such, with its CPU time; an interrupted one with its step and
   # the CPU time its remaining steps need.
   put(store, joint.spec, 50.0, cpu=1200)

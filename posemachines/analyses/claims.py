@@ -38,6 +38,8 @@ from posemachines.training import schemes
 CONVERGENCE_POINTS = 1.5
 SMALL_GAIN = 1.0   # points: a gain this small counts as no gain (diminishing returns, saturation)
 GROUPS = ('stages', 'schemes', 'gradients', 'receptive_fields', 'recurrent')
+CLAIMS = ('gradients', 'refinement', 'stages', 'schemes', 'receptive_fields',
+          'recurrent_occlusion', 'recurrent_iterations', 'recurrent_limbs', 'recurrent_visibility')
 RF_KERNELS = ((3, 1), (3, 3), (7, 7))
 WRISTS, ELBOWS = ('r_wrist', 'l_wrist'), ('r_elbow', 'l_elbow')
 OCCLUDED = 'occluded parts'   # quantities over the occluded parts alone

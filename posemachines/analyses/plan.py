@@ -153,9 +153,10 @@ def estimate(s: RunSpec, rate: dict, done_steps: int = 0) -> float:
 
 def build(claims, store: summaries_lib.Store, runs_dir: str, seeds: int = 2,
           only=None) -> Plan:
-  """The runs of every claim whose group is in ``only`` (default all), in order, each once."""
+  """The runs of every claim whose group or key is in ``only`` (default all), in order, each
+  once."""
   from posemachines.analyses import claims as claims_lib
-  chosen = [c for c in claims if only is None or c.group in only]
+  chosen = [c for c in claims if only is None or c.group in only or c.key in only]
   order, by_key, undecided, extra = [], {}, [], []
   for claim in chosen:
     need, waiting = claims_lib.seeds_needed(claim, store, seeds)
