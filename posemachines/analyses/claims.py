@@ -535,7 +535,8 @@ def decide_visibility(st):
     return False, f'{best}, not exclude, gives the best visibility AP ({text})'
   low = [m for m, s in aps.items() if not s.mean > 90]
   if low:
-    return False, f'{", ".join(low)} stay at or below 90% ({text})'
+    return False, (f'{", ".join(low)} {"stays" if len(low) == 1 else "stay"} at or below 90% '
+                   f'({text})')
   return True, text
 
 

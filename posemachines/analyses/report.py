@@ -691,10 +691,11 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
               + (', trained on the synthetic people with heavy occlusion '
                  '([why](#why-heavy-occlusion))' if _occlusion(rec) == 'heavy' else '')
               + ': occluded keypoints included, excluded (as background) or ignored (no '
-              'gradient), with limb heatmaps, and included without them. PCKh@0.5 after the feed-forward module '
-              'and after each iteration of the same model (the paper\'s +1 and +2 iteration '
-              'rows are separate models; here every output of one model is supervised and '
-              'measured), and the visibility AP of each output.', '',
+              'gradient), with limb heatmaps, and included without them. PCKh@0.5 after the '
+              'feed-forward module and after each iteration of the same model (every output '
+              'is supervised; the iteration claim below compares separate models with 0, 1 '
+              'and 2 iterations, as the paper\'s rows do), and the visibility AP of each '
+              'output.', '',
               f'`{command.split(" --")[0]} --only=recurrent` (or '
               '`python experiments/recurrent_ablation.py`)', ''] + table_recurrent(rstats) + [
               ''] + fig('recurrent.png', 'recurrent ablation')
