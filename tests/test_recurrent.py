@@ -56,6 +56,23 @@ def test_scan_equals_unrolled_loop_with_the_same_parameters(unroll):
   assert all(float(jnp.abs(a[t + 1] - a[t]).max()) > 0 for t in range(3))
 
 
+def test_one_iteration_compiles_without_a_loop():
+  """XLA keeps a scan of length 1 as a while loop (slow weight gradients on CPU): one iteration
+  runs as the plain iteration, with the same parameters as the scanned model's."""
+  x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
+  one = RecurrentPose(num_iterations=1, **TINY)
+  variables = one.init(jax.random.key(0), x)
+  assert jax.tree.structure(RecurrentPose(num_iterations=3, **TINY).init(
+      jax.random.key(0), x)) == jax.tree.structure(variables)
+  step = jax.jit(jax.grad(lambda p: one.apply({**variables, 'params': p}, x, train=True,
+                                              mutable=['batch_stats'])[0].sum()))
+  assert 'while' not in step.lower(variables['params']).compile().as_text()
+  a = one.apply(variables, x)
+  b = one.clone(scan=False).apply(variables, x)
+  assert a.shape == (2, 2, 8, 8, 5)
+  np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_parameter_count_does_not_depend_on_iterations():
   x = jnp.zeros((1, 32, 32, 3))
   counts, shapes = {}, {}

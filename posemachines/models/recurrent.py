@@ -196,7 +196,9 @@ class RecurrentPose(nn.Module):
       if self.is_initializing():  # the recurrent weights exist whatever the iteration count
         Iteration(*args, name='recurrent')(layer7, layer3)
       return jnp.stack(outputs)
-    if self.scan and not self.is_initializing():
+    # One iteration is the iteration itself: XLA keeps a scan of length 1 as a while loop even
+    # when unrolled, and on CPU that loop's weight gradients run tens of times slower.
+    if self.scan and self.num_iterations > 1 and not self.is_initializing():
       # Weights are broadcast (shared) across iterations. BatchNorm statistics, when they are
       # being updated, are carried, so each iteration updates them in turn as the Python loop
       # does; otherwise they are broadcast too. (init takes the loop below: a scan cannot create
