@@ -649,3 +649,6 @@ def test_the_page_says_why_the_recurrent_claims_use_heavy_occlusion(tmp_path):
   assert ('With 6.0% of the annotated validation parts hidden, including occluded keypoints '
           'instead of excluding them changes PCKh@0.5 by +10.0 points on the occluded parts '
           'alone but by +0.5 on all parts.') in text
+  # The light runs are in the convergence table, and their time in the total.
+  assert 'yes (light occlusion: why heavy)' in text
+  assert '6 runs have finished so far: 1.0 CPU hours' in text

@@ -609,11 +609,16 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
     for s in claims_lib.superseded_runs(r.claim, r.seeds):
       if s.key not in all_runs:
         superseded.setdefault(s.key, (s, r.claim.group))
+  notes = {key: 'superseded: trained longer' for key in superseded}
+  for s in claims_lib.light_occlusion_runs([r.claim for r in results]).values():
+    if s.key not in all_runs and s.key not in superseded:
+      superseded[s.key] = (s, 'recurrent')
+      notes[s.key] = 'light occlusion: why heavy'
   rows = []
   for key, (s, group) in list(all_runs.items()) + list(superseded.items()):
     loaded = store.load(key)
     if loaded is not None:
-      rows.append({'spec': s, 'group': group, 'loaded': loaded, 'superseded': key in superseded,
+      rows.append({'spec': s, 'group': group, 'loaded': loaded, 'note': notes.get(key),
                    'converged': S.converged(loaded, claims_lib.CONVERGENCE_POINTS)})
   cpu_total = sum(S.cpu_seconds(r['loaded']) or 0 for r in rows)
   wall_total = sum(S.wall_seconds(r['loaded']) or 0 for r in rows)
@@ -734,7 +739,7 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
                  f'{s.config.num_train_steps} | {S.pck(l):.1f} | '
                  f'{"-" if change is None else f"{change:+.1f}"} | '
                  f'{"yes" if r["converged"] else "no"}'
-                 f'{" (superseded: trained longer)" if r["superseded"] else ""} | '
+                 f'{" (" + r["note"] + ")" if r["note"] else ""} | '
                  f'{"-" if cpu is None else f"{cpu / 60:.0f}"} | '
                  f'{"-" if wall is None else f"{wall / 60:.0f}"} |')
   if not rows:
