@@ -158,8 +158,10 @@ def build(claims, store: summaries_lib.Store, runs_dir: str, seeds: int = 2,
   from posemachines.analyses import claims as claims_lib
   chosen = [c for c in claims if only is None or c.group in only or c.key in only]
   order, by_key, undecided, extra = [], {}, [], []
+  superseded = []
   for claim in chosen:
     need, waiting = claims_lib.seeds_needed(claim, store, seeds)
+    superseded += [(claim, s) for s in claims_lib.superseded_runs(claim, need)]
     undecided += [f'{claim.key}: {name}' for name in waiting]
     for name in waiting:
       extra += claim.settings[name](2)
@@ -173,12 +175,10 @@ def build(claims, store: summaries_lib.Store, runs_dir: str, seeds: int = 2,
             order.append(s.key)
           if claim.key not in by_key[s.key].claims:
             by_key[s.key].claims.append(claim.key)
-  for claim in chosen:
-    need, _ = claims_lib.seeds_needed(claim, store, seeds)
-    for s in claims_lib.superseded_runs(claim, need):
-      if s.key not in by_key and store.finished(s.key):
-        by_key[s.key] = Planned(s, [claim.key], True, superseded=True)
-        order.append(s.key)
+  for claim, s in superseded:   # listed after the runs the claims need
+    if s.key not in by_key and store.finished(s.key):
+      by_key[s.key] = Planned(s, [claim.key], True, superseded=True)
+      order.append(s.key)
   runs = [by_key[k] for k in order]
   # A phase still to train starts from its parent's checkpoint: a finished parent whose
   # checkpoints are gone (a fresh checkout) trains again first.

@@ -61,6 +61,12 @@ def _seeds(stat, need):
   return f'{stat.n}/{need}'
 
 
+def _visible_share(v: dict) -> float:
+  """The visible fraction of the annotated parts of a visibility summary: a random ranking's
+  AP."""
+  return v['num_visible'] / max(v['num_visible'] + v['num_occluded'], 1)
+
+
 def _n_seeds(n: int) -> str:
   return f'{n} seed' + ('' if n == 1 else 's')
 
@@ -273,7 +279,7 @@ def figure_recurrent(stats: dict, outdir):
     if v:
       right.plot(np.r_[0.0, v['recall']], np.r_[v['precision'][0], v['precision']],
                  label=f'{n} (AP {100 * v["ap"]:.1f}, seed 0)')
-      chance = v['num_visible'] / max(v['num_visible'] + v['num_occluded'], 1)
+      chance = _visible_share(v)
   if chance is not None:
     right.axhline(chance, ls='--', lw=1, color='grey')
     right.text(0.01, chance, f'chance {100 * chance:.1f}', fontsize=7, color='grey',
@@ -463,7 +469,7 @@ def table_recurrent(rstats):
   v = next((l.get('visibility') for s, _ in rstats.values() for l in s.loaded
             if l.get('visibility')), None)
   if v:
-    chance = 100 * v['num_visible'] / max(v['num_visible'] + v['num_occluded'], 1)
+    chance = 100 * _visible_share(v)
     lines += ['', f'Visibility AP: every annotated part ranked by its heatmap maximum, visible '
               f'parts the positives; a random ranking scores the visible fraction, '
               f'{chance:.1f} ({v["num_visible"]} visible and {v["num_occluded"]} occluded '
@@ -499,7 +505,7 @@ def section_light_occlusion(results, store: S.Store, rstats) -> list[str]:
   def hidden(loaded_list):
     v = next((l['eval'].get('visibility') for l in loaded_list if l['eval'].get('visibility')),
              None)
-    return v and 100 * v['num_occluded'] / max(v['num_visible'] + v['num_occluded'], 1)
+    return v and 100 * (1 - _visible_share(v))
   inc, exc = found.get(claims_lib.recurrent_name('include', True)), found.get(
       claims_lib.recurrent_name('exclude', True))
   light_hidden = hidden(sum(found.values(), []))

@@ -245,20 +245,23 @@ def part_pck(loaded: dict, parts, stage: int = -1) -> float:
   return 100 * float(np.mean([per_part[p] for p in parts]))
 
 
-def visibility_ap(loaded: dict, stage: int = -1) -> float:
-  v = loaded['eval']['stages'][stage].get('visibility_ap')
+def _percent(loaded: dict, field: str, stage: int) -> float:
+  """A stage's field of the final evaluation (%), nan where the summary lacks it."""
+  v = loaded['eval']['stages'][stage].get(field)
   return float('nan') if v is None else 100 * v
+
+
+def visibility_ap(loaded: dict, stage: int = -1) -> float:
+  return _percent(loaded, 'visibility_ap', stage)
 
 
 def occluded_pck(loaded: dict, stage: int = -1) -> float:
   """PCKh@0.5 (%) over the occluded parts alone (nan where the summary predates it)."""
-  v = loaded['eval']['stages'][stage].get('pck@0.5_occluded')
-  return float('nan') if v is None else 100 * v
+  return _percent(loaded, 'pck@0.5_occluded', stage)
 
 
 def visible_pck(loaded: dict, stage: int = -1) -> float:
-  v = loaded['eval']['stages'][stage].get('pck@0.5_visible')
-  return float('nan') if v is None else 100 * v
+  return _percent(loaded, 'pck@0.5_visible', stage)
 
 
 def last_change(loaded: dict) -> float | None:

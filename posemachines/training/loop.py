@@ -192,6 +192,7 @@ def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_pre
       result['index'] = np.concatenate(indices)
       result['visible'], result['annotated'] = visible, annotated
     return result
+  shown = (annotated > 0) & (visible > 0)   # the visible annotated parts; the rest occluded
   for t in range(dist.shape[0]):
     per_part, total = metrics.pck(dist[t], annotated, norm, 0.5)
     result['stages'].append({'stage': t + 1, 'output': names[t], 'pck@0.5': total,
@@ -202,8 +203,6 @@ def run_evaluation(config, variables, eval_fn, mesh, num_examples=None, keep_pre
       stage['visibility_ap'] = (
           visibility.visibility_ap(score[t], visible, annotated)['ap'] if not non_finite[t]
           else float('nan'))
-      # PCKh over the visible and over the occluded annotated parts alone.
-      shown = (annotated > 0) & (visible > 0)
       stage['pck@0.5_visible'] = metrics.pck(dist[t], shown, norm, 0.5)[1]
       stage['pck@0.5_occluded'] = metrics.pck(dist[t], (annotated > 0) & ~shown, norm, 0.5)[1]
   if with_visibility and not non_finite[-1]:
