@@ -99,7 +99,11 @@ def test_plan_lists_every_run_once_with_its_state_and_cpu_left(claims, tmp_path)
   assert claims_lib.CLAIMS == tuple(c.key for c in claims)
   one = plan_lib.build(claims, store, str(tmp_path / 'runs'), 2, {'recurrent_iterations'})
   assert sorted(p.spec.label for p in one.runs) == sorted(
-      f'recurrent_include{it}_s{seed}' for it in ('_it0', '_it1', '') for seed in (0, 1))
+      f'recurrent_include{it}_s{seed}'
+      for it in ('_it0', '_it1', '', '_half_it1', '_half_it2') for seed in (0, 1))
+  half = next(p.spec for p in one.runs if p.spec.label == 'recurrent_include_half_it2_s0')
+  assert tuple(half.config.model.widths) == (4,) * 7   # the tiny model's 8, halved
+  assert half.config.model.num_iterations == 2
   # A finished run is listed as such, with its CPU time; an interrupted one with its step and
   # the CPU time its remaining steps need.
   put(store, joint.spec, 50.0, cpu=1200)
@@ -357,9 +361,13 @@ def test_recurrent_verdicts(claims, tmp_path):
                           ('ignore + limbs', 78, 96)):
     put_setting(store, occ, name, [final, final + 1], visibility_ap=ap)
   put_setting(store, its, '2 iterations', [79, 79], per_stage=[70, 75, 75.5])
-  assert _verdict(its, store) == 'not yet run (2 of 6 runs finished)'
+  assert _verdict(its, store) == 'not yet run (2 of 10 runs finished)'
   put_setting(store, its, '0 iterations', [68, 69])
   put_setting(store, its, '1 iteration', [74, 75], per_stage=[60, 74.5])
+  assert _verdict(its, store) == 'not yet run (6 of 10 runs finished)'  # the checks wait
+  put_setting(store, its, '1 iteration, half width', [70, 70], per_stage=[60, 70])
+  put_setting(store, its, '2 iterations, half width', [71, 71], per_stage=[60, 65, 71])
+  put_setting(store, limbs, claims_lib.LIMB_CHECK, [81, 81])
   assert _verdict(occ, store) == ('holds: PCKh@0.5 of the last output: include 80.5 ± 0.7, '
                                   'exclude 76.5 ± 0.7, ignore 78.5 ± 0.7; excluding them costs '
                                   '4.0 points')
@@ -379,8 +387,32 @@ def test_recurrent_verdicts(claims, tmp_path):
   assert _verdict(vis, store).startswith('does not hold, because ignore, not exclude, gives the '
                                          'best visibility AP')
   put_setting(store, its, '2 iterations', [79, 79], per_stage=[70, 75, 77])
-  assert _verdict(its, store).startswith('does not hold, because the second iteration changes '
-                                         'accuracy by more than a point')
+  assert _verdict(its, store).startswith(
+      'does not hold, because the second iteration changes accuracy by more than a point, and '
+      'not more in a narrower model (check: half as wide (')
+  assert '1 iteration 70.0 ± 0.0, 2 iterations 71.0 ± 0.0 (+1.0)): the small model' in (
+      _verdict(its, store))
+  put_setting(store, its, '2 iterations, half width', [75, 75], per_stage=[60, 65, 75])
+  assert ('(+5.0)): the second iteration adds depth a small model lacks, a gain that shrinks '
+          'as the model widens: final-output') in _verdict(its, store)
+  # Limb heatmaps that cost accuracy, and the check with larger limb blobs.
+  put_setting(store, limbs, 'include + limbs', [72, 72])
+  put_setting(store, limbs, claims_lib.LIMB_CHECK, [78, 78])
+  v = _verdict(limbs, store)
+  assert v.startswith('does not hold, because limb heatmaps do not add accuracy with the limb '
+                      'blobs the paper\'s fractions of the limb length give at this crop size')
+  assert '78.0 ± 0.0 with limb heatmaps (+1.0 against none)' in v
+  put_setting(store, limbs, claims_lib.LIMB_CHECK, [74, 74])
+  assert 'larger limb blobs reduce their cost without making them help' in _verdict(limbs, store)
+  put_setting(store, limbs, 'include + limbs', [71.5, 72.5])   # spread 0.7
+  put_setting(store, limbs, claims_lib.LIMB_CHECK, [72.2, 72.6])
+  assert 'the blob size is not the reason' in _verdict(limbs, store)
+  blobs = limbs.settings[claims_lib.LIMB_CHECK](0)[0]
+  assert blobs.label == 'recurrent_include_limbs_paperblobs_s0'
+  base = limbs.settings['include + limbs'](0)[0].config.targets
+  scale = 248 / blobs.config.data.crop_size
+  assert blobs.config.targets.limb_along == pytest.approx(base.limb_along * scale)
+  assert blobs.config.targets.limb_across == pytest.approx(base.limb_across * scale)
 
 
 # ----------------------------------------------------------------------------- page --
@@ -417,6 +449,9 @@ def test_page_and_figures_from_hand_made_summaries(claims, tmp_path):
     for iterations, final in ((0, 70), (1, 76.5)):   # separate models of the iteration claim
       s = claims[0].runs.recurrent('include', False, seed, iterations)[0]
       put(store, s, final + 0.2 * seed, visibility_ap=95)
+    for setting, final in (('1 iteration, half width', 70), ('2 iterations, half width', 70.5)):
+      put(store, by_key['recurrent_iterations'].settings[setting](seed)[0], final + 0.2 * seed)
+    put(store, by_key['recurrent_limbs'].settings[claims_lib.LIMB_CHECK](seed)[0], 80 + seed)
   results = [claims_lib.evaluate(c, store) for c in claims]
   written = report.write(results, store, page, figs, 'python experiments/results.py')
   assert set(written) == {'gradients.png', 'gradient_spread.png', 'stages.png',

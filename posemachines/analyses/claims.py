@@ -45,6 +45,14 @@ WRISTS, ELBOWS = ('r_wrist', 'l_wrist'), ('r_elbow', 'l_elbow')
 OCCLUDED = 'occluded parts'   # quantities over the occluded parts alone
 AROUND = 0.9   # a receptive field "around the person's size": at least 90% of its height
 LENGTHS = (1, 2, 4)   # schedules a setting is tried with, as multiples of its own, until it converges
+# Changes to the recurrent base made to find why a claim does not hold (Runs.check_changes):
+#   paperblobs  limb heatmaps' sigmas (fractions of the limb's length) scaled so the blobs are
+#               as large in output pixels as at the paper's input size;
+#   half        every layer half as wide.
+CHECKS = ('paperblobs', 'half')
+PAPER_RECURRENT_INPUT = 248   # px, the recurrent paper's input
+LIMB_CHECK = 'include + limbs, limb blobs at the paper\'s size'
+HALF = ', half width'
 
 
 @dataclasses.dataclass
@@ -259,17 +267,44 @@ class Runs:
 
   @functools.lru_cache(maxsize=None)
   def recurrent(self, occlusion: str, limbs: bool, seed: int,
-                iterations: int | None = None) -> tuple[RunSpec, ...]:
+                iterations: int | None = None, check: str = '') -> tuple[RunSpec, ...]:
     """A variant of the recurrent base (``iterations``: another number of iterations than the
-    base's, for the separate models of the iteration claim)."""
+    base's, for the separate models of the iteration claim; ``check``: one of CHECKS, a change
+    made to find out why a claim does not hold)."""
     changes = {'loss.occlusion': occlusion, 'model.limb_heatmaps': limbs}
     if iterations is not None:
       changes['model.num_iterations'] = iterations
+    if check:
+      changes.update(self.check_changes(check))
     c = overrides.derive(self.recurrent_base, seed=seed, **changes)
     data = c.data.get('synthetic_occlusion', 'light')   # the data's occlusion level, if not light
     return (spec(f'recurrent_{"" if data == "light" else data + "_"}{occlusion}'
-                 f'{"_limbs" if limbs else ""}'
+                 f'{"_limbs" if limbs else ""}{f"_{check}" if check else ""}'
                  f'{"" if iterations is None else f"_it{iterations}"}_s{seed}', c),)
+
+  def limb_blob_scale(self) -> float:
+    """How much longer the limbs are in output pixels at the paper's input (248 px) than in
+    the recurrent base's crops, the person filling the crop alike."""
+    return PAPER_RECURRENT_INPUT / self.recurrent_base.data.crop_size
+
+  def check_changes(self, check: str) -> dict:
+    """The config changes of a check (see CHECKS)."""
+    base = self.recurrent_base
+    if check == 'paperblobs':
+      f = self.limb_blob_scale()
+      return {'targets.limb_along': base.targets.limb_along * f,
+              'targets.limb_across': base.targets.limb_across * f}
+    if check == 'half':
+      return {'model.widths': tuple(max(1, w // 2) for w in base.model.widths)}
+    raise ValueError(f'unknown check {check!r}: one of {", ".join(CHECKS)}')
+
+  @functools.lru_cache(maxsize=None)
+  def recurrent_parameters(self, check: str = '') -> int:
+    from posemachines.analyses import runner
+    changes = {'model.limb_heatmaps': False}
+    if check:
+      changes.update(self.check_changes(check))
+    return runner._params(overrides.derive(self.recurrent_base, **changes))  # noqa: SLF001
 
   def person_height(self) -> float:
     """Height of the normalised person in the crop (px): 200 px x target_dist at 368."""
@@ -501,8 +536,9 @@ def decide_occlusion(st):
   return True, text + f'; excluding them costs {inc.mean - exc.mean:.1f} points'
 
 
-def decide_iterations(st):
-  names = [n for n in st if ':' not in n]   # separate models: 0, 1, ... iterations
+def decide_iterations(st, parameters=None):
+  """``parameters``: {'': the base's parameter count, 'half': the half-width check's}."""
+  names = [n for n in st if ':' not in n and not n.endswith(HALF)]   # 0, 1, 2 iterations
   ff, it1, it2 = (st[n] for n in names[:3])
   g1, g2 = it1.mean - ff.mean, it2.mean - it1.mean
   text = (f'final-output PCKh@0.5 of separate include models without limbs: '
@@ -515,15 +551,50 @@ def decide_iterations(st):
   if g1 <= 0:
     return False, 'the first iteration adds nothing: ' + text
   if not (abs(g2) <= SMALL_GAIN and g2 < g1):
-    return False, 'the second iteration changes accuracy by more than a point: ' + text
+    why = 'the second iteration changes accuracy by more than a point'
+    h1, h2 = st.get(names[1] + HALF), st.get(names[2] + HALF)
+    if h1 is not None and h1.n and h2.n:
+      gh = h2.mean - h1.mean
+      size = ''
+      if parameters:
+        size = (f' ({parameters["half"] / 1e6:.2f}M parameters against '
+                f'{parameters[""] / 1e6:.2f}M)')
+      check = (f'half as wide{size}, 1 iteration {h1.text()}, 2 iterations {h2.text()} '
+               f'({gh:+.1f})')
+      if gh > g2 + max(h1.sd, h2.sd, it1.sd, it2.sd):
+        why += (f', and more the narrower the model (check: {check}): the second iteration '
+                'adds depth a small model lacks, a gain that shrinks as the model widens')
+      else:
+        why += (f', and not more in a narrower model (check: {check}): the small model\'s '
+                'capacity is not the reason')
+    return False, why + ': ' + text
   return True, text
 
 
-def decide_limbs(st):
+def decide_limbs(st, scale: float | None = None):
+  """``scale``: how much the check's limb blobs are larger than the base's."""
   with_, without = st['include + limbs'], st['include, no limbs']
   text = f'PCKh@0.5 of the last output {with_.text()} with limb heatmaps, {without.text()} without'
-  return (True, text) if with_.mean > without.mean else (False, 'limb heatmaps do not add '
-                                                         'accuracy: ' + text)
+  if with_.mean > without.mean:
+    return True, text
+  why = 'limb heatmaps do not add accuracy'
+  check = st.get(LIMB_CHECK)
+  if check is not None and check.n:
+    gain = check.mean - without.mean
+    blobs = f'{scale:.1f}x as large, ' if scale else ''
+    text += (f'; with limb blobs at the paper\'s size in output pixels ({blobs}as the limbs '
+             f'are that much longer at the paper\'s 248-px input): {check.text()} with limb '
+             f'heatmaps ({gain:+.1f} against none)')
+    if gain > max(check.sd, without.sd):
+      why += (' with the limb blobs the paper\'s fractions of the limb length give at this '
+              'crop size, too small to learn (sigmas at the floor of half an output pixel); '
+              'blobs at the paper\'s size in output pixels make them add accuracy')
+    elif check.mean > with_.mean + max(check.sd, with_.sd):
+      why += (', and larger limb blobs reduce their cost without making them help: the '
+              'blob size is part of the reason, not all of it')
+    else:
+      why += ', and larger limb blobs do not change that: the blob size is not the reason'
+  return False, why + ': ' + text
 
 
 def decide_visibility(st):
@@ -626,21 +697,32 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
   names = list(models)
   inside = [f'{names[base_its]}: {o}' for o in ['feed-forward output'] + [
       f'iteration {i} output' for i in range(1, base_its)]]
+  # The check of why the second iteration adds more than the paper's: the same two models
+  # half as wide.
+  half = {names[i] + HALF: (lambda seed, i=i: runs.recurrent('include', False, seed, i, 'half'))
+          for i in (1, 2)}
+  models.update(half)
   claims.append(Claim(
       'recurrent_iterations', 'recurrent', 'Recurrent iterations (recurrent, Table I)',
       'One recurrent iteration adds accuracy over the feed-forward output; a second adds '
       'little.',
       models,
       [Quantity(n, n, _final) for n in names]
-      + [Quantity(q, names[base_its], _stage(t)) for t, q in enumerate(inside)],
-      [(names[0], names[1]), (names[1], names[2])], decide_iterations))
+      + [Quantity(q, names[base_its], _stage(t)) for t, q in enumerate(inside)]
+      + [Quantity(n, n, _final) for n in half],
+      [(names[0], names[1]), (names[1], names[2]), tuple(half)],
+      lambda st: decide_iterations(st, {'': runs.recurrent_parameters(),
+                                        'half': runs.recurrent_parameters('half')})))
+  # The check of why limb heatmaps cost accuracy: limb blobs at the paper's size.
   claims.append(Claim(
       'recurrent_limbs', 'recurrent', 'Limb heatmaps (recurrent, Table I)',
       'Limb (body-part) heatmaps add accuracy on top of the iterations.',
-      {'include + limbs': rec['include + limbs'], no_limbs: rec[no_limbs]},
+      {'include + limbs': rec['include + limbs'], no_limbs: rec[no_limbs],
+       LIMB_CHECK: lambda seed: runs.recurrent('include', True, seed, check='paperblobs')},
       [Quantity('include + limbs', 'include + limbs', _final),
-       Quantity(no_limbs, no_limbs, _final)],
-      [('include + limbs', no_limbs)], decide_limbs))
+       Quantity(no_limbs, no_limbs, _final), Quantity(LIMB_CHECK, LIMB_CHECK, _final)],
+      [('include + limbs', no_limbs), (LIMB_CHECK, no_limbs)],
+      lambda st: decide_limbs(st, runs.limb_blob_scale())))
   claims.append(Claim(
       'recurrent_visibility', 'recurrent', 'Visibility (recurrent, Fig. 7)',
       'Excluding occluded keypoints gives the best visibility AP, all modes above 90%.',
