@@ -599,6 +599,19 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   base = claims[0].runs.stagewise(0, True)
   assert [s.config.num_train_steps * 2 for s in base] == [s.config.num_train_steps
                                                          for s in chain]
+  # (i) with as many steps as (iii) follows (iii) when (iii) is trained longer.
+  scheme = _claim(claims, 'schemes')
+  steps = lambda setting: sum(s.config.num_train_steps  # noqa: E731
+                              for s in scheme.settings[setting](0))
+  assert steps('joint_long') == steps('stagewise_finetune') == sum(
+      s.config.num_train_steps for s in base)
+  for s in [s for seed in (0, 1) for s in scheme.settings['stagewise_finetune'](seed)]:
+    put(store, s, 60, change=2.0)   # (iii) did not converge
+  assert scheme.settings['stagewise_finetune'](0)[-1].label == 'cpm_T2_finetune_x2_s0'
+  assert steps('joint_long') == steps('stagewise_finetune') == 2 * sum(
+      s.config.num_train_steps for s in base)
+  assert scheme.settings['joint_long'](0)[0].label == (
+      f'cpm_T2_joint_{steps("joint_long")}steps_s0')
 
 
 def test_older_recurrent_summaries_get_the_occluded_parts_split_from_their_checkpoint(

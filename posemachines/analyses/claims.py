@@ -645,8 +645,12 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       {f'T={t}': (lambda seed, t=t: runs.joint(t, seed)) for t in ts},
       [Quantity(f'T={t}', f'T={t}', _final) for t in ts],
       [(f'T={t}', f'T={t + 1}') for t in ts[:-1]], decide_stages))
-  long_steps = runs.stagewise_steps()
-  claims.append(Claim(
+  def joint_long(seed):
+    # as many steps as (iii) trains, its phases lengthened or not (the convergence rule)
+    steps = sum(s.config.num_train_steps for s in scheme.settings['stagewise_finetune'](seed))
+    return runs.joint(base_t, seed, steps)
+
+  scheme = Claim(
       'schemes', 'schemes', 'Training schemes (CPM Fig. 6b)',
       '(i) Joint training with intermediate supervision beats every other scheme; (ii) '
       'stage-wise training saturates below it; (iii) stage-wise training then joint '
@@ -656,7 +660,7 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
        'stagewise': lambda seed: runs.stagewise(seed, False),
        'stagewise_finetune': lambda seed: runs.stagewise(seed, True),
        'final_only': runs.final_only,
-       'joint_long': lambda seed: runs.joint(base_t, seed, long_steps)},
+       'joint_long': joint_long},
       [Quantity('(i) joint', 'joint', _final),
        Quantity('(ii) stage-wise', 'stagewise', _final),
        Quantity('(iii) stage-wise + fine-tuning', 'stagewise_finetune', _final),
@@ -665,7 +669,8 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       [('(i) joint', '(ii) stage-wise'), ('(i) joint', '(iii) stage-wise + fine-tuning'),
        ('(i) joint', '(iv) final stage only'),
        ('(iii) stage-wise + fine-tuning', '(i) joint, as many steps as (iii)')],
-      decide_schemes))
+      decide_schemes)
+  claims.append(scheme)
   rf_names = {'base': joint}
   for tk, sk in rf_kernels:
     rf_names[f'{tk}/{sk}'] = lambda seed, tk=tk, sk=sk: runs.rf(tk, sk, seed)
