@@ -456,7 +456,7 @@ def test_page_and_figures_from_hand_made_summaries(claims, tmp_path):
   written = report.write(results, store, page, figs, 'python experiments/results.py')
   assert set(written) == {'gradients.png', 'gradient_spread.png', 'stages.png',
                           'refinement.png', 'schemes.png', 'receptive_fields.png',
-                          'recurrent.png', 'convergence.png'}
+                          'recurrent.png', 'convergence.png', 'limb_blobs.png'}
   for name in written:
     assert os.path.getsize(os.path.join(figs, name)) > 5000
   text = open(page).read()

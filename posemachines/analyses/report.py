@@ -16,7 +16,7 @@ from posemachines.analyses import summaries as S
 
 FIGURES = ('gradients.png', 'gradient_spread.png', 'stages.png', 'refinement.png',
            'belief_maps.png', 'schemes.png', 'receptive_fields.png', 'recurrent.png',
-           'convergence.png', 'occlusion.png')
+           'convergence.png', 'occlusion.png', 'limb_blobs.png')
 
 
 def _plt():
@@ -253,6 +253,66 @@ def figure_occlusion(outdir, seed: int = 0, size: int = 160, count: int = 5):
                fontsize=8)
   _save(fig, os.path.join(outdir, 'occlusion.png'))
   return ['occlusion.png']
+
+
+def figure_limb_blobs(config, scale: float, outdir, seed: int = 0, count: int = 2):
+  """Training targets of the recurrent base on its crops of the first validation people: the
+  keypoint heatmaps, the limb heatmaps with the configured sigmas, and with them ``scale``
+  times larger (the limb claim's check), at the output resolution."""
+  import jax.numpy as jnp
+  from posemachines.codec import targets
+  from posemachines.core import skeleton
+  from posemachines.data import synthetic
+  plt = _plt()
+  d, t = config.data, config.targets
+  size, stride = d.crop_size, 4
+  out = size // stride
+  skel = skeleton.get(d.parts)
+  conv = skeleton.conversion('mpii', d.parts)
+  fig, axes = plt.subplots(count, 4, figsize=(8.4, 2.3 * count), squeeze=False)
+  for row in range(count):
+    ex = synthetic.render_example(d.synthetic_seed, 'validation', row, d.synthetic_image_size,
+                                  d.get('synthetic_occlusion', 'light'))
+    s = (size / 368.0) * d.target_dist / float(ex['scale'])
+    c = np.asarray(ex['center'], np.float32)
+    mid = (size - 1) / 2.0
+    joints = (np.asarray(ex['joints'], np.float32)[conv] - c) * s + mid
+    kp = jnp.asarray(np.concatenate([joints, np.asarray(ex['joints_annotated'])[conv, None]
+                                     .astype(np.float32)], -1))
+    maps = [targets.keypoint_heatmaps(kp, out, out, stride, t.keypoint_sigma, 1.0)]
+    titles = [f'keypoints (sigma {t.keypoint_sigma:g} output px)']
+    for f in (1.0, scale):
+      maps.append(targets.limb_heatmaps(kp, skel.limb_indices, out, out, stride,
+                                        t.limb_along * f, t.limb_across * f))
+      titles.append(f'limbs, sigmas {t.limb_along * f:.2g} / {t.limb_across * f:.2g}')
+    h, w = ex['image'].shape[:2]
+    extent = ((-0.5 - c[0]) * s + mid, (w - 0.5 - c[0]) * s + mid,
+              (h - 0.5 - c[1]) * s + mid, (-0.5 - c[1]) * s + mid)
+    for k, ax in enumerate(axes[row]):
+      ax.imshow(ex['image'] if k == 0 else ex['image'].mean(-1), extent=extent,
+                cmap=None if k == 0 else 'gray', vmin=0, vmax=255 if k == 0 else 600)
+      if k:
+        m = np.asarray(maps[k - 1]).max(-1)
+        fg = int((np.asarray(maps[k - 1]) > t.foreground).sum())
+        overlay = plt.get_cmap('inferno')(np.clip(m, 0, 1))
+        overlay[..., 3] = 0.9 * np.clip(m, 0, 1)
+        ax.imshow(overlay, interpolation='nearest',
+                  extent=(-0.5, out * stride - 0.5, out * stride - 0.5, -0.5))
+        ax.text(0.03, 0.03, f'{fg} foreground px', color='white', fontsize=6,
+                transform=ax.transAxes, va='bottom',
+                bbox=dict(facecolor='black', alpha=0.7, pad=1.5, linewidth=0))
+        if row == 0:
+          ax.set_title(titles[k - 1], fontsize=7)
+      elif row == 0:
+        ax.set_title(f'{size}x{size} crop', fontsize=7)
+      ax.set_facecolor((0.5, 0.5, 0.5))   # the crop's padding
+      ax.set_xlim(-0.5, size - 0.5)
+      ax.set_ylim(size - 0.5, -0.5)
+      ax.set_xticks([]), ax.set_yticks([])
+  fig.suptitle(f'recurrent targets at {out}x{out} (stride {stride}): all parts / limbs at once',
+               fontsize=8)
+  _save(fig, os.path.join(outdir, 'limb_blobs.png'))
+  return ['limb_blobs.png']
 
 
 def figure_recurrent(stats: dict, outdir):
@@ -742,6 +802,10 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
         lines += table_iterations(r) + ['']
       if r.claim.key == 'recurrent_limbs':
         lines += table_limbs(r) + ['']
+        if claims_lib.LIMB_CHECK in r.claim.settings and r.finished:
+          written += figure_limb_blobs(r.claim.runs.recurrent_base,
+                                       r.claim.runs.limb_blob_scale(), fig_dir)
+          lines += fig('limb_blobs.png', 'limb blobs at both sizes')
       lines += [f'**{_cap(r.text)}.**', '']
     light = section_light_occlusion(results, store, rstats)
     if light:
