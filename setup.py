@@ -18,7 +18,7 @@ setup(
     install_requires=[
         'jax>=0.8',
         'flax>=0.10',
-        'optax',
+        'optax>=0.2.8',  # optax.tree.norm
         'orbax-checkpoint',
         'tensorflow-cpu',
         'tensorflow-datasets>=4.9',

@@ -45,7 +45,7 @@ def train_step(state: TrainState, batch, rng, *, model, tx, config):
   (loss, (per_stage, model_state)), grads = grad_fn(state.params, state.model_state, batch, rng)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(jnp.add, state.params, updates)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new = TrainState(step=state.step + 1, params=params, opt_state=opt_state,
                    model_state=model_state)
