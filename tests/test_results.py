@@ -386,12 +386,18 @@ def test_recurrent_verdicts(claims, tmp_path):
   put_setting(store, vis, 'exclude + limbs', [76, 77], visibility_ap=94)
   assert _verdict(vis, store).startswith('does not hold, because ignore, not exclude, gives the '
                                          'best visibility AP')
-  put_setting(store, its, '2 iterations', [79, 79], per_stage=[70, 75, 77])
+  put_setting(store, its, '2 iterations', [79, 79], per_stage=[70, 75, 77])   # +2.5
+  put_setting(store, its, '2 iterations, half width', [72.5, 72.5], per_stage=[60, 65, 72.5])
   assert _verdict(its, store).startswith(
       'does not hold, because the second iteration changes accuracy by more than a point, and '
-      'not more in a narrower model (check: half as wide (')
-  assert '1 iteration 70.0 ± 0.0, 2 iterations 71.0 ± 0.0 (+1.0)): the small model' in (
+      'as much in a narrower model (check: half as wide (')
+  assert '1 iteration 70.0 ± 0.0, 2 iterations 72.5 ± 0.0 (+2.5)): the small model' in (
       _verdict(its, store))
+  put_setting(store, its, '2 iterations, half width', [70, 70], per_stage=[60, 65, 70])
+  v = _verdict(its, store)
+  assert 'and less in a narrower model (check: half as wide (0.00M parameters against ' in v
+  assert ('1 iteration 70.0 ± 0.0, 2 iterations 70.0 ± 0.0 (+0.0)): its gain grows with the '
+          'model\'s width') in v
   put_setting(store, its, '2 iterations, half width', [75, 75], per_stage=[60, 65, 75])
   assert ('(+5.0)): the second iteration adds depth a small model lacks, a gain that shrinks '
           'as the model widens: final-output') in _verdict(its, store)

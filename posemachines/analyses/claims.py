@@ -564,8 +564,11 @@ def decide_iterations(st, parameters=None):
       if gh > g2 + max(h1.sd, h2.sd, it1.sd, it2.sd):
         why += (f', and more the narrower the model (check: {check}): the second iteration '
                 'adds depth a small model lacks, a gain that shrinks as the model widens')
+      elif gh < g2 - max(h1.sd, h2.sd, it1.sd, it2.sd):
+        why += (f', and less in a narrower model (check: {check}): its gain grows with the '
+                'model\'s width, so the small model\'s capacity is not the reason')
       else:
-        why += (f', and not more in a narrower model (check: {check}): the small model\'s '
+        why += (f', and as much in a narrower model (check: {check}): the small model\'s '
                 'capacity is not the reason')
     return False, why + ': ' + text
   return True, text
