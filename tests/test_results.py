@@ -706,3 +706,27 @@ def test_the_page_says_why_the_recurrent_claims_use_heavy_occlusion(tmp_path):
   # The light runs are in the convergence table, and their time in the total.
   assert 'yes (light occlusion: why heavy)' in text
   assert '6 runs have finished so far: 1.0 CPU hours' in text
+
+
+def test_the_iteration_claim_on_heavy_occlusion_is_checked_on_light_occlusion(tmp_path):
+  data = str(tmp_path / 'no_data')
+  claims = claims_lib.build(tiny_config(data), tiny_recurrent_config(
+      data, **{'data.synthetic_occlusion': 'heavy'}), rf_kernels=((3, 1), (5, 5)))
+  its = _claim(claims, 'recurrent_iterations')
+  light = its.settings['2 iterations, light occlusion'](0)[0]
+  assert light.label == 'recurrent_include_light_it2_s0'
+  assert light.config.data.synthetic_occlusion == 'light'
+  assert its.settings['2 iterations'](0)[0].config.data.synthetic_occlusion == 'heavy'
+  store = S.Store(str(tmp_path / 'runs'))
+  for setting, values in (('0 iterations', [68, 69]), ('1 iteration', [74, 75]),
+                          ('2 iterations', [77, 78]), ('1 iteration, half width', [70, 71, 70]),
+                          ('2 iterations, half width', [70, 71, 70]),
+                          ('1 iteration, light occlusion', [88, 89, 88])):
+    put_setting(store, its, setting, values)
+  assert _verdict(its, store).startswith('not yet run')
+  put_setting(store, its, '2 iterations, light occlusion', [88.5, 89.5, 88.5])
+  v = _verdict(its, store)
+  assert ('; with fewer occluded parts it adds little (check: on the default light occlusion, 1 '
+          'iteration 88.3 ± 0.6, 2 iterations 88.8 ± 0.6 (+0.5)): the heavy occlusion') in v
+  put_setting(store, its, '2 iterations, light occlusion', [91, 92, 91])
+  assert 'also with fewer occluded parts (check: ' in _verdict(its, store)

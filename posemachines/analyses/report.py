@@ -656,8 +656,10 @@ DATA_PLAN = {
         'model matched the 1-iteration one until step 1,500 and drew ahead only as the '
         'learning rate decayed, so a longer schedule would not close the gap. Each iteration '
         'adds two layers (7x7, then 1x1) to a model of 0.5M parameters (the MPII '
-        'configuration: 10.9M): the check trains the 1- and 2-iteration models half as wide; '
-        'if the second iteration adds more there, its gain here is depth a small model lacks.'),
+        'configuration: 10.9M): one check trains the 1- and 2-iteration models half as wide '
+        '(if the second iteration adds more there, its gain here is depth a small model '
+        'lacks), another on the default light occlusion (if it adds little there, what it '
+        'helps with is placing the parts hidden by heavy occlusion).'),
     'recurrent_limbs': (
         'Limb heatmaps help where the joints are ambiguous but the limbs between them are not. '
         'The paper gives a limb blob\'s sigmas as fractions of the limb\'s length (0.15 '
