@@ -558,33 +558,43 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   first = stages.settings['T=5'](1)[0]
   assert first.label == 'cpm_T5_joint_s1' and first.config.num_train_steps == 4
   assert _verdict(stages, store).startswith('holds')
-  # A seed of T=5 moved by 2.5 points at the end: every seed of T=5 trains again, twice as long.
+  # A seed of T=5 moved by 2.5 points at the end: every setting of the claim, every seed, trains
+  # again twice as long, so that the settings compared share a schedule.
   put(store, first, 91.0, change=2.5)
   longer = stages.settings['T=5'](1)[0]
   assert longer.label == 'cpm_T5_joint_x2_s1' and longer.config.num_train_steps == 8
   assert tuple(longer.config.gradients.at_steps) == (7,)   # still before the last update
-  assert stages.settings['T=4'](1)[0].label == 'cpm_T4_joint_s1'   # the others keep theirs
+  assert stages.settings['T=4'](1)[0].label == 'cpm_T4_joint_x2_s1'
+  other = _claim(claims, 'gradients')   # another claim on the same base run keeps its schedule
+  assert other.settings['joint'](1)[0].label == 'cpm_T2_joint_s1'
   plan = plan_lib.build([stages], store, str(tmp_path / 'runs'), 2)
   todo = sorted(p.spec.label for p in plan.to_train())
-  assert todo == ['cpm_T5_joint_x2_s0', 'cpm_T5_joint_x2_s1']
+  assert todo == sorted(f'cpm_T{t}_joint_x2_s{seed}' for t in range(1, 7) for seed in (0, 1))
   states = {p.spec.label: p for p in plan.runs}
   assert states['cpm_T5_joint_s1'].superseded and not states['cpm_T5_joint_s1'].to_train
+  assert states['cpm_T4_joint_s1'].superseded   # converged, but shorter than the others
   text = '\n'.join(plan_lib.describe(plan, store))
-  assert 'superseded (not converged)' in text and '2 superseded' in text
-  assert _verdict(stages, store) == 'not yet run (10 of 12 runs finished)'
+  assert 'superseded (trained longer)' in text and '12 superseded' in text
+  assert _verdict(stages, store) == 'not yet run (0 of 12 runs finished)'
   # Converged at 2x: the claim is decided on the longer runs.
-  for seed, v in enumerate((95, 96)):
-    put(store, stages.settings['T=5'](seed)[0], v)
+  for t, v in zip(range(1, 7), (55, 65, 75, 85, 95, 99)):
+    for seed in (0, 1):
+      put(store, stages.settings[f'T={t}'](seed)[0], v + seed)
   assert stages.settings['T=5'](0)[0].label == 'cpm_T5_joint_x2_s0'
   assert 'T=5 95.5 ± 0.7' in _verdict(stages, store)
   assert _verdict(stages, store).endswith(
-      '(trained longer, having not converged with the base schedule: T=5 (2x the steps))')
+      '(every setting trained with 2x the base schedule\'s steps, a run having not converged '
+      'with the shorter one)')
   # Not converged at 2x either: 4x; not at 4x: the claim is not settled.
   put(store, stages.settings['T=5'](0)[0], 95, change=-3.0)
-  assert stages.settings['T=5'](0)[0].config.num_train_steps == 16
+  assert stages.settings['T=1'](0)[0].config.num_train_steps == 16
   for seed in (0, 1):
     put(store, stages.settings['T=5'](seed)[0], 96, change=2.0)
   assert stages.settings['T=5'](0)[0].config.num_train_steps == 16   # no longer than 4x
+  assert _verdict(stages, store).startswith('not yet run (2 of 12 runs finished)')
+  for t in (1, 2, 3, 4, 6):
+    for seed in (0, 1):
+      put(store, stages.settings[f'T={t}'](seed)[0], 90)
   assert _verdict(stages, store).startswith(
       'not settled, because 2 of its runs did not converge (final evaluation more than 1.5 '
       'points from the one before: cpm_T5_joint_x4_s0 (+2.0), cpm_T5_joint_x4_s1 (+2.0))')
@@ -594,9 +604,10 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
                str(tmp_path / 'docs' / 'results'), 'python experiments/results.py')
   text = open(page).read()
   assert '| cpm_T5_joint_s1 |' in text and 'no (superseded: trained longer)' in text
-  assert '| 5 | 16 | 2/2 |' in text and '| 4 | 4 | 2/2 |' in text
-  # 12 runs of the sweep + 2 superseded at 1x (one counted already) + 2 at 2x: 600 CPU s each.
-  assert '16 runs have finished so far: 2.7 CPU hours' in text
+  assert '| cpm_T4_joint_x2_s1 |' in text and 'yes (superseded: trained longer)' in text
+  assert '| 5 | 16 | 2/2 |' in text and '| 4 | 16 | 2/2 |' in text
+  # The sweep's 2 seeds at 1x, 2x and 4x, 600 CPU s each (the third seeds at 1x are not needed).
+  assert '36 runs have finished so far: 6.0 CPU hours' in text
   # A chain (stage-wise then fine-tuning) is lengthened phase by phase, parents re-keyed.
   chain = claims_lib.lengthen(claims[0].runs.stagewise(0, True), 2)
   assert [s.label for s in chain] == ['cpm_T2_stagewise1_x2_s0', 'cpm_T2_stagewise2_x2_s0',
@@ -605,7 +616,7 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   base = claims[0].runs.stagewise(0, True)
   assert [s.config.num_train_steps * 2 for s in base] == [s.config.num_train_steps
                                                          for s in chain]
-  # (i) with as many steps as (iii) follows (iii) when (iii) is trained longer.
+  # (i) with as many steps as (iii) follows (iii) when the claim is trained longer.
   scheme = _claim(claims, 'schemes')
   steps = lambda setting: sum(s.config.num_train_steps  # noqa: E731
                               for s in scheme.settings[setting](0))
@@ -617,7 +628,8 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   assert steps('joint_long') == steps('stagewise_finetune') == 2 * sum(
       s.config.num_train_steps for s in base)
   assert scheme.settings['joint_long'](0)[0].label == (
-      f'cpm_T2_joint_{steps("joint_long")}steps_s0')
+      f'cpm_T2_joint_{steps("joint_long") // 2}steps_x2_s0')
+  assert scheme.settings['final_only'](0)[0].label == 'cpm_T2_final_only_x2_s0'
 
 
 def test_older_recurrent_summaries_get_the_occluded_parts_split_from_their_checkpoint(

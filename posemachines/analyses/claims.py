@@ -10,10 +10,11 @@ less than twice the larger of the two spreads (standard deviation across seeds) 
 their first two seeds, both settings get a third. The decision uses seeds 0 and 1 only, so it
 does not change as more runs finish.
 
-Convergence rule: a setting whose finished runs include one that has not converged (its final
-evaluation moved by more than CONVERGENCE_POINTS from the one before) is trained again from
-scratch, every seed, with a schedule LENGTHS times as long (``Converging``); the shorter runs
-stay in the store and are reported as superseded.
+Convergence rule: when a claim's finished runs include one that has not converged (its final
+evaluation moved by more than CONVERGENCE_POINTS from the one before), every setting of the
+claim is trained again from scratch, every seed, with a schedule LENGTHS times as long
+(``Converging``), so that the settings it compares share a schedule; the shorter runs stay in
+the store and are reported as superseded.
 
 Status of a claim: 'not yet run' until every run it needs has finished; 'not settled' when a
 run of the longest schedule has not converged either; otherwise 'holds' or 'does not hold',
@@ -199,11 +200,11 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
     ok, why = claim.decide(st)
     status = 'holds' if ok else 'does not hold'
     text = f'holds: {why}' if ok else f'does not hold, because {why}'
-    longer = [f'{name} ({chain.factor()}x the steps)' for name, chain in claim.settings.items()
-              if isinstance(chain, Converging) and chain.factor() > 1]
-    if longer:
-      text += (f' (trained longer, having not converged with the base schedule: '
-               f'{", ".join(longer)})')
+    factor = max((chain.factor() for chain in claim.settings.values()
+                  if isinstance(chain, Converging)), default=1)
+    if factor > 1:
+      text += (f' (every setting trained with {factor}x the base schedule\'s steps, a run '
+               'having not converged with the shorter one)')
   return Result(claim, status, text, st, finished, len(runs), need, unconverged)
 
 
@@ -335,17 +336,20 @@ def lengthen(chain: tuple[RunSpec, ...], factor: int) -> tuple[RunSpec, ...]:
 
 
 class Converging:
-  """A setting's chain of runs at the shortest of ``LENGTHS`` whose finished runs have all
-  converged (every seed of a setting has the same schedule)."""
+  """A setting's chain of runs at the shortest of ``LENGTHS`` at which the finished runs of
+  every chain of ``group`` (the claim's settings; by default this one alone) have converged:
+  every seed of every setting of a group has the same schedule."""
 
-  def __init__(self, chain: Callable, store: S.Store, seeds: int = 3):
+  def __init__(self, chain: Callable, store: S.Store, seeds: int = 3, group=None):
     self.chain, self.store, self.seeds = chain, store, seeds
+    self.group = tuple(group) if group is not None else (chain,)
 
   def _unconverged(self, factor: int) -> bool:
-    for seed in range(self.seeds):
-      loaded = self.store.load(lengthen(self.chain(seed), factor)[-1].key)
-      if loaded is not None and not S.converged(loaded, CONVERGENCE_POINTS):
-        return True
+    for chain in self.group:
+      for seed in range(self.seeds):
+        loaded = self.store.load(lengthen(chain(seed), factor)[-1].key)
+        if loaded is not None and not S.converged(loaded, CONVERGENCE_POINTS):
+          return True
     return False
 
   def factor(self) -> int:
@@ -663,11 +667,7 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       {f'T={t}': (lambda seed, t=t: runs.joint(t, seed)) for t in ts},
       [Quantity(f'T={t}', f'T={t}', _final) for t in ts],
       [(f'T={t}', f'T={t + 1}') for t in ts[:-1]], decide_stages))
-  def joint_long(seed):
-    # as many steps as (iii) trains, its phases lengthened or not (the convergence rule)
-    steps = sum(s.config.num_train_steps for s in scheme.settings['stagewise_finetune'](seed))
-    return runs.joint(base_t, seed, steps)
-
+  long_steps = runs.stagewise_steps()   # as many as (iii); both lengthened alike
   scheme = Claim(
       'schemes', 'schemes', 'Training schemes (CPM Fig. 6b)',
       '(i) Joint training with intermediate supervision beats every other scheme; (ii) '
@@ -678,7 +678,7 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
        'stagewise': lambda seed: runs.stagewise(seed, False),
        'stagewise_finetune': lambda seed: runs.stagewise(seed, True),
        'final_only': runs.final_only,
-       'joint_long': joint_long},
+       'joint_long': lambda seed: runs.joint(base_t, seed, long_steps)},
       [Quantity('(i) joint', 'joint', _final),
        Quantity('(ii) stage-wise', 'stagewise', _final),
        Quantity('(iii) stage-wise + fine-tuning', 'stagewise_finetune', _final),
@@ -761,7 +761,9 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
   for c in claims:
     c.runs = runs
     if store is not None:
-      c.settings = {name: Converging(chain, store) for name, chain in c.settings.items()}
+      chains = tuple(c.settings.values())
+      c.settings = {name: Converging(chain, store, group=chains)
+                    for name, chain in c.settings.items()}
   return claims
 
 

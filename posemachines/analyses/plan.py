@@ -205,12 +205,12 @@ def _minutes(seconds) -> str:
 
 def describe(plan: Plan, store: summaries_lib.Store) -> list[str]:
   """The plan as lines of text: every run, its state and CPU time, and the CPU time left."""
-  lines = [f'{"run":<34} {"key":<10} {"steps":>6}  {"state":<28} {"CPU":>8}  claims']
+  lines = [f'{"run":<44} {"key":<10} {"steps":>6}  {"state":<28} {"CPU":>8}  claims']
   for p in plan.runs:
     s = p.spec
     if p.finished:
       loaded = store.load(s.key)
-      state = ('superseded (not converged)' if p.superseded else
+      state = ('superseded (trained longer)' if p.superseded else
                'finished' + (', checkpoint needed' if p.retrain else ''))
       cpu = summaries_lib.cpu_seconds(loaded)
     elif p.checkpoint_step:
@@ -219,7 +219,7 @@ def describe(plan: Plan, store: summaries_lib.Store) -> list[str]:
       state, cpu = 'to train', p.estimate_s
     if p.to_train and p.finished:
       cpu = p.estimate_s
-    lines.append(f'{s.label:<34} {s.key:<10} {s.config.num_train_steps:>6}  {state:<28} '
+    lines.append(f'{s.label:<44} {s.key:<10} {s.config.num_train_steps:>6}  {state:<28} '
                  f'{_minutes(cpu):>8}  {",".join(p.claims)}')
   done = [p for p in plan.runs if p.finished]
   spent = sum(summaries_lib.cpu_seconds(store.load(p.spec.key)) or 0 for p in done)

@@ -748,12 +748,13 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
             '([convergence](#convergence)). That is how "within about 1 point" is read here: '
             'the first runs of the default schedule moved by +0.7 to +1.3 points over their '
             'last 500 steps, so with a bound of exactly 1 point most settings would need a '
-            'longer schedule than the default\'s. A setting with a run that has not '
-            'converged is trained again from scratch, every seed, with '
+            'longer schedule than the default\'s. When a run of a claim has not converged, '
+            'every setting of the claim is trained again from scratch, every seed, with '
             + ', then '.join(f'{f}x' for f in claims_lib.LENGTHS[1:]) + ' the steps (labels '
-            '`..._x2_s0`); its shorter runs are listed as superseded and their time counts in '
-            'the total. Settings compared in one claim can so end with different schedules: '
-            'the tables give the steps.',
+            '`..._x2_s0`), so that the settings a claim compares share a schedule; the '
+            'shorter runs are listed as superseded and their time counts in the total. A run '
+            'shared by several claims (the base model) can so have a longer schedule in one '
+            'claim than in another: the tables give the steps.',
             '- Seeds: `seed` sets the initial weights, the batch order and the augmentation '
             '(the data set is the same). Every setting has at least 2 seeds; where two '
             'compared settings differ by less than twice the larger of their spreads, both '
