@@ -7,8 +7,9 @@ whether the claim holds and why, as text with the numbers.
 
 Seeds rule: every setting gets ``seeds`` seeds (at least 2); where a compared pair differs by
 less than twice the larger of the two spreads (standard deviation across seeds) once both have
-their first two seeds, both settings get a third. The decision uses seeds 0 and 1 only, so it
-does not change as more runs finish.
+their first two seeds, both settings get a third. Whether a third seed is needed is decided from
+seeds 0 and 1 only, so it does not change as more runs finish; the verdicts use every seed a
+setting needs.
 
 Convergence rule: when a claim's finished runs include one that has not converged (its final
 evaluation moved by more than CONVERGENCE_POINTS from the one before), every setting of the
@@ -607,13 +608,19 @@ def decide_limbs(st, scale: float | None = None):
     text += (f'; with limb blobs at the paper\'s size in output pixels ({blobs}as the limbs '
              f'are that much longer at the paper\'s 248-px input): {check.text()} with limb '
              f'heatmaps ({gain:+.1f} against none)')
-    if gain > max(check.sd, without.sd):
+    spread = max(check.sd, without.sd)
+    if gain > spread:
       why += (' with the limb blobs the paper\'s fractions of the limb length give at this '
               'crop size, too small to learn (sigmas at the floor of half an output pixel); '
               'blobs at the paper\'s size in output pixels make them add accuracy')
+    elif check.mean > with_.mean + max(check.sd, with_.sd) and gain >= -spread:
+      why += (': with the paper\'s fractions of the limb length the limb blobs are too small '
+              'at this crop size (sigmas at the floor of half an output pixel), which is why '
+              'they cost accuracy; with blobs at the paper\'s size in output pixels they cost '
+              'nothing, but add no more than the seeds\' spread either')
     elif check.mean > with_.mean + max(check.sd, with_.sd):
-      why += (', and larger limb blobs reduce their cost without making them help: the '
-              'blob size is part of the reason, not all of it')
+      why += (', and larger limb blobs reduce their cost without removing it: the blob size '
+              'is part of the reason, not all of it')
     else:
       why += ', and larger limb blobs do not change that: the blob size is not the reason'
   return False, why + ': ' + text
