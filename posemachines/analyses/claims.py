@@ -614,7 +614,7 @@ def decide_limbs(st, scale: float | None = None):
               'crop size, too small to learn (sigmas at the floor of half an output pixel); '
               'blobs at the paper\'s size in output pixels make them add accuracy')
     elif check.mean > with_.mean + max(check.sd, with_.sd) and gain >= -spread:
-      why += (': with the paper\'s fractions of the limb length the limb blobs are too small '
+      why += ('; with the paper\'s fractions of the limb length the limb blobs are too small '
               'at this crop size (sigmas at the floor of half an output pixel), which is why '
               'they cost accuracy; with blobs at the paper\'s size in output pixels they cost '
               'nothing, but add no more than the seeds\' spread either')
