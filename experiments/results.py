@@ -134,7 +134,8 @@ def main(argv):
             f'{summaries.pck(loaded):.1f}, {cpu / 60:.0f} CPU min', flush=True)
       if f.commit:
         git_commit([os.path.relpath(d, ROOT)],
-                   f'results: {s.label} finished ({summaries.pck(loaded):.1f} PCKh@0.5, '
+                   f'results: {s.label} finished (final stage {summaries.pck(loaded):.1f} '
+                   'PCKh@0.5, '
                    f'{cpu / 60:.0f} CPU min)')
       try:  # the page follows every finished run (committed at the end)
         write_page()
