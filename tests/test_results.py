@@ -390,7 +390,7 @@ def test_recurrent_verdicts(claims, tmp_path):
   put_setting(store, its, '2 iterations, half width', [72.5, 72.5], per_stage=[60, 65, 72.5])
   assert _verdict(its, store).startswith(
       'does not hold, because the second iteration changes accuracy by more than a point, and '
-      'as much in a narrower model (check: half as wide (')
+      'not more in a narrower model, beyond the seeds\' spread (check: half as wide (')
   assert '1 iteration 70.0 ± 0.0, 2 iterations 72.5 ± 0.0 (+2.5)): the small model' in (
       _verdict(its, store))
   put_setting(store, its, '2 iterations, half width', [70, 70], per_stage=[60, 65, 70])

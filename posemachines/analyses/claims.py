@@ -577,8 +577,8 @@ def decide_iterations(st, parameters=None):
         why += (f', and less in a narrower model (check: {check}): its gain grows with the '
                 'model\'s width, so the small model\'s capacity is not the reason')
       else:
-        why += (f', and as much in a narrower model (check: {check}): the small model\'s '
-                'capacity is not the reason')
+        why += (f', and not more in a narrower model, beyond the seeds\' spread (check: '
+                f'{check}): the small model\'s capacity is not the reason')
     l1, l2 = st.get(names[1] + LIGHT), st.get(names[2] + LIGHT)
     if l1 is not None and l1.n and l2.n:
       gl = l2.mean - l1.mean
