@@ -551,6 +551,29 @@ def test_attempt_clock_counts_killed_attempts_up_to_their_last_write(tmp_path):
   assert both['cpu_seconds'] >= killed['cpu_seconds'] and len(both['load_average']) == 1
 
 
+def test_a_claims_schedule_is_computed_once_per_state_of_the_store(tmp_path):
+  data = str(tmp_path / 'no_data')
+  store = S.Store(str(tmp_path / 'runs'))
+  stages = _claim(claims_lib.build(tiny_config(data), tiny_recurrent_config(data),
+                                   rf_kernels=((3, 1), (5, 5)), store=store), 'stages')
+  loads = []
+  load = store.load
+  store.load = lambda key: loads.append(key) or load(key)
+  chains = list(stages.settings.values())
+  assert {c.factor() for c in chains} == {1}
+  first = len(loads)
+  assert first == 6 * 3   # one look at every seed of every setting, for all six settings
+  for seed in range(3):
+    assert [c(seed)[0].config.num_train_steps for c in chains] == [4] * 6
+  assert len(loads) == first   # nothing finished since: no second look
+  t3 = chains[2](0)[0]
+  put(store, t3, 80.0, change=2.5)   # T=3 seed 0 did not converge
+  assert [c.factor() for c in chains] == [2] * 6
+  assert len(loads) > first
+  put(store, t3, 80.0, change=0.1)   # rewritten, now converged: back to 1x
+  assert [c(0)[0].config.num_train_steps for c in chains] == [4] * 6
+
+
 def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   data = str(tmp_path / 'no_data')
   store = S.Store(str(tmp_path / 'docs' / 'results' / 'runs'))

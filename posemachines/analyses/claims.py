@@ -336,17 +336,17 @@ def lengthen(chain: tuple[RunSpec, ...], factor: int) -> tuple[RunSpec, ...]:
   return tuple(out)
 
 
-class Converging:
-  """A setting's chain of runs at the shortest of ``LENGTHS`` at which the finished runs of
-  every chain of ``group`` (the claim's settings; by default this one alone) have converged:
-  every seed of every setting of a group has the same schedule."""
+class Schedule:
+  """The length factor shared by the chains of one claim: the shortest of ``LENGTHS`` at which
+  every finished run of every chain, every seed, has converged. Computed once per state of the
+  store (a run finishing, or a new store, computes it again)."""
 
-  def __init__(self, chain: Callable, store: S.Store, seeds: int = 3, group=None):
-    self.chain, self.store, self.seeds = chain, store, seeds
-    self.group = tuple(group) if group is not None else (chain,)
+  def __init__(self, chains, store: S.Store, seeds: int = 3):
+    self.chains, self.store, self.seeds = tuple(chains), store, seeds
+    self._memo = None
 
   def _unconverged(self, factor: int) -> bool:
-    for chain in self.group:
+    for chain in self.chains:
       for seed in range(self.seeds):
         loaded = self.store.load(lengthen(chain(seed), factor)[-1].key)
         if loaded is not None and not S.converged(loaded, CONVERGENCE_POINTS):
@@ -354,7 +354,27 @@ class Converging:
     return False
 
   def factor(self) -> int:
-    return next((f for f in LENGTHS[:-1] if not self._unconverged(f)), LENGTHS[-1])
+    state = self.store.state()
+    if self._memo is None or self._memo[0] != state:
+      f = next((f for f in LENGTHS[:-1] if not self._unconverged(f)), LENGTHS[-1])
+      self._memo = (state, f)
+    return self._memo[1]
+
+
+class Converging:
+  """A setting's chain of runs at the length its claim's ``Schedule`` gives (``group``: the
+  chains of the claim, or their shared ``Schedule``; by default this chain alone): every seed of
+  every setting of a group has the same schedule."""
+
+  def __init__(self, chain: Callable, store: S.Store, seeds: int = 3, group=None):
+    self.chain, self.store, self.seeds = chain, store, seeds
+    if isinstance(group, Schedule):
+      self.schedule = group
+    else:
+      self.schedule = Schedule(group if group is not None else (chain,), store, seeds)
+
+  def factor(self) -> int:
+    return self.schedule.factor()
 
   def __call__(self, seed: int) -> tuple[RunSpec, ...]:
     return lengthen(self.chain(seed), self.factor())
@@ -768,8 +788,8 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
   for c in claims:
     c.runs = runs
     if store is not None:
-      chains = tuple(c.settings.values())
-      c.settings = {name: Converging(chain, store, group=chains)
+      schedule = Schedule(c.settings.values(), store)
+      c.settings = {name: Converging(chain, store, group=schedule)
                     for name, chain in c.settings.items()}
   return claims
 

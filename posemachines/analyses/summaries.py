@@ -178,6 +178,15 @@ class Store:
       out['belief_maps'] = os.path.join(d, BELIEFS)
     return out
 
+  def state(self) -> tuple:
+    """The finished summaries (path, inode, time, size): changes when a run finishes or a
+    summary is rewritten (written to a new file and renamed, so a new inode)."""
+    out = []
+    for p in sorted(glob.glob(os.path.join(self.root, '*', SUMMARY))):
+      st = os.stat(p)
+      out.append((p, st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
   def labels(self) -> dict[str, list[str]]:
     """{label: [keys]} of every summary (for reporting summaries of changed configs)."""
     out = {}
