@@ -393,6 +393,29 @@ def test_recurrent_verdicts(claims, tmp_path):
       'not more in a narrower model, beyond the seeds\' spread (check: half as wide (')
   assert '1 iteration 70.0 ± 0.0, 2 iterations 72.5 ± 0.0 (+2.5)): the small model' in (
       _verdict(its, store))
+  # The receptive fields of the three outputs, here and in the paper's model, from the models.
+  (ours, h), (paper, hp) = its.runs.recurrent_fields()['model'], its.runs.recurrent_fields()['paper']
+  assert paper == [82, 114, 146] and hp == pytest.approx(200 * 41 / 35 * 248 / 368)
+  assert len(ours) == 3 and ours[0] < ours[1] < ours[2]
+  v = _verdict(its, store)
+  assert (f'the receptive fields of the feed-forward output / iteration 1 / iteration 2 are '
+          f'{ours[0]:.0f}/{ours[1]:.0f}/{ours[2]:.0f} px of the {h:.0f}-px person') in v
+  assert '146 px of the 158-px person (0.52/0.72/0.92) in the paper\'s model' in v
+  said = ('so a field too small for the person is not the reason' if ours[1] / h >= 0.92 else
+          'so the receptive field may be the reason')
+  assert said in v
+  st = claims_lib.stats(its, store, 2)
+  small = {'model': ([40.0, 50.0, 60.0], 86.0), 'paper': ([82.0, 114.0, 146.0], 158.0)}
+  assert claims_lib.decide_iterations(st, None, small)[1].startswith(
+      'the second iteration changes accuracy by more than a point, and not more in a narrower')
+  assert ('40/50/60 px of the 86-px person (0.47/0.58/0.70) here, 82/114/146 px of the 158-px '
+          'person (0.52/0.72/0.92) in the paper\'s model: the second iteration widens a field '
+          'smaller than the paper\'s last, so the receptive field may be the reason') in (
+              claims_lib.decide_iterations(st, None, small)[1])
+  wide = {'model': ([66.0, 90.0, 114.0], 86.0), 'paper': small['paper']}
+  assert ('this model sees more of the person than the paper\'s after two, so a field too '
+          'small for the person is not the reason: final-output') in (
+              claims_lib.decide_iterations(st, None, wide)[1])
   put_setting(store, its, '2 iterations, half width', [70, 70], per_stage=[60, 65, 70])
   v = _verdict(its, store)
   assert 'and less in a narrower model (check: half as wide (0.00M parameters against ' in v
@@ -400,7 +423,7 @@ def test_recurrent_verdicts(claims, tmp_path):
           'model\'s width') in v
   put_setting(store, its, '2 iterations, half width', [75, 75], per_stage=[60, 65, 75])
   assert ('(+5.0)): the second iteration adds depth a small model lacks, a gain that shrinks '
-          'as the model widens: final-output') in _verdict(its, store)
+          'as the model widens; the receptive fields of') in _verdict(its, store)
   # Limb heatmaps that cost accuracy, and the check with larger limb blobs.
   put_setting(store, limbs, 'include + limbs', [72, 72])
   put_setting(store, limbs, claims_lib.LIMB_CHECK, [78, 78])

@@ -313,9 +313,28 @@ class Runs:
     return runner._params(overrides.derive(self.recurrent_base, **changes))  # noqa: SLF001
 
   def person_height(self) -> float:
-    """Height of the normalised person in the crop (px): 200 px x target_dist at 368."""
-    d = self.cpm.data
-    return 200 * d.target_dist * d.crop_size / 368
+    """Height of the normalised person in the CPM's crop (px)."""
+    return person_height(self.cpm)
+
+  @functools.lru_cache(maxsize=None)
+  def recurrent_fields(self) -> dict:
+    """{'model'|'paper': ([receptive field of each output, px], normalised person's height, px)}
+    of the recurrent base (2 iterations, as the paper's rows) and of the paper's model."""
+    from posemachines import models
+    from posemachines.core import configs
+    from posemachines.tools import receptive_field
+    out = {}
+    for name, c in (('model', self.recurrent_base), ('paper', configs.recurrent_paper())):
+      c = overrides.derive(c, **{'model.num_iterations': 2, 'model.limb_heatmaps': False})
+      fields = receptive_field.receptive_fields(models.build(c), c.data.crop_size)
+      out[name] = ([float(f[0].size) for f in fields], person_height(c))
+    return out
+
+
+def person_height(config) -> float:
+  """Height of the normalised person in the crop (px): 200 px x target_dist at 368."""
+  d = config.data
+  return 200 * d.target_dist * d.crop_size / 368
 
 
 def lengthen(chain: tuple[RunSpec, ...], factor: int) -> tuple[RunSpec, ...]:
@@ -565,8 +584,14 @@ def decide_occlusion(st):
   return True, text + f'; excluding them costs {inc.mean - exc.mean:.1f} points'
 
 
-def decide_iterations(st, parameters=None):
-  """``parameters``: {'': the base's parameter count, 'half': the half-width check's}."""
+def _field_text(fields, height):
+  return (f'{"/".join(f"{f:.0f}" for f in fields)} px of the {height:.0f}-px person ('
+          + '/'.join(f'{f / height:.2f}' for f in fields) + ')')
+
+
+def decide_iterations(st, parameters=None, fields=None):
+  """``parameters``: {'': the base's parameter count, 'half': the half-width check's};
+  ``fields``: Runs.recurrent_fields()."""
   names = [n for n in st if ':' not in n and not n.endswith((HALF, LIGHT))]   # 0, 1, 2 its
   ff, it1, it2 = (st[n] for n in names[:3])
   g1, g2 = it1.mean - ff.mean, it2.mean - it1.mean
@@ -610,6 +635,16 @@ def decide_iterations(st, parameters=None):
                 'iteration helps with')
       else:
         why += f'; also with fewer occluded parts ({check}): the occluders are not the reason'
+    if fields:
+      (ours, h), (paper, hp) = fields['model'], fields['paper']
+      seen = (f'the receptive fields of the feed-forward output / iteration 1 / iteration 2 are '
+              f'{_field_text(ours, h)} here, {_field_text(paper, hp)} in the paper\'s model')
+      if ours[1] / h >= paper[2] / hp:
+        why += (f'; {seen}: after one iteration this model sees more of the person than the '
+                'paper\'s after two, so a field too small for the person is not the reason')
+      else:
+        why += (f'; {seen}: the second iteration widens a field smaller than the paper\'s '
+                'last, so the receptive field may be the reason')
     return False, why + ': ' + text
   return True, text
 
@@ -769,7 +804,8 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       [(names[0], names[1]), (names[1], names[2]), tuple(half)] + ([tuple(light)] if light
                                                                     else []),
       lambda st: decide_iterations(st, {'': runs.recurrent_parameters(),
-                                        'half': runs.recurrent_parameters('half')})))
+                                        'half': runs.recurrent_parameters('half')},
+                                   runs.recurrent_fields())))
   # The check of why limb heatmaps cost accuracy: limb blobs at the paper's size.
   claims.append(Claim(
       'recurrent_limbs', 'recurrent', 'Limb heatmaps (recurrent, Table I)',
