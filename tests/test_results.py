@@ -44,14 +44,15 @@ def _gradient_summary(std_first, std_last, layers=('stage1/trunk/conv1', 'stage2
 
 
 def put(store, s, final, change=0.3, per_stage=None, visibility_ap=None, grads=None, cpu=600.0,
-        pr=None):
+        pr=None, lost=()):
   """A hand-made summary of run ``s``: final-stage PCKh ``final`` (%), stage t below it by
   5 (T - t) points unless ``per_stage`` gives every stage, and an evaluation before the last
   ``change`` points lower."""
   n = _outputs(s)
   values = per_stage or [final - 5 * (n - 1 - t) for t in range(n)]
   parts = skeleton.get('cpm14').parts
-  stages = [{'stage': t + 1, 'pck@0.5': v / 100, 'per_part': {p: v / 100 for p in parts}}
+  stages = [{'stage': t + 1, 'pck@0.5': v / 100,
+             'per_part': {p: 0.0 if p in lost and t == n - 1 else v / 100 for p in parts}}
             for t, v in enumerate(values)]
   if visibility_ap is not None:
     for st in stages:
@@ -572,6 +573,43 @@ def test_attempt_clock_counts_killed_attempts_up_to_their_last_write(tmp_path):
   both = json.load(open(path))
   assert both['attempts'] == 2 and both['seconds'] >= killed['seconds']
   assert both['cpu_seconds'] >= killed['cpu_seconds'] and len(both['load_average']) == 1
+
+
+def test_a_run_that_lost_a_part_is_left_out_and_replaced_by_the_next_seed(claims, tmp_path):
+  store = S.Store(str(tmp_path / 'runs'))
+  occ = _claim(claims, 'recurrent_occlusion')
+  for name, final in (('include + limbs', 80), ('exclude + limbs', 72), ('ignore + limbs', 70)):
+    put_setting(store, occ, name, [final, final + 1], visibility_ap=95)
+  assert _verdict(occ, store).startswith('holds: PCKh@0.5 of the last output: include 80.5 ± 0.7')
+  # Seed 1 of include lost its right hip (0% on it, 75% overall): left out, seed 2 trains.
+  s1 = occ.settings['include + limbs'](1)[0]
+  put(store, s1, 75, lost=('r_hip',))
+  assert S.lost_parts(store.load(s1.key)) == ['r_hip']
+  need, _ = claims_lib.seeds_needed(occ, store)
+  assert need == {'include + limbs': 3, 'exclude + limbs': 2, 'ignore + limbs': 2}
+  plan = plan_lib.build([occ], store, str(tmp_path / 'work'), 2)
+  assert [p.spec.label for p in plan.to_train()] == ['recurrent_include_limbs_s2']
+  assert _verdict(occ, store) == 'not yet run (6 of 7 runs finished)'
+  put(store, occ.settings['include + limbs'](2)[0], 79)
+  v = _verdict(occ, store)
+  assert v.startswith('holds: PCKh@0.5 of the last output: include 79.5 ± 0.7')   # seeds 0, 2
+  assert v.endswith('(left out, each replaced by another seed, as its last output lost a part: '
+                    'recurrent_include_limbs_s1 (r_hip))')
+  result = claims_lib.evaluate(occ, store)
+  assert result.stats['include + limbs'].seeds == [0, 2] and result.seeds['include + limbs'] == 3
+  page = str(tmp_path / 'docs' / 'results.md')
+  report.write([result], store, page, str(tmp_path / 'docs' / 'results'), 'cmd')
+  assert '| recurrent_include_limbs_s1 |' in open(page).read()
+  assert '| +0.3 | yes (lost r_hip: left out) |' in open(page).read()
+  # A low output overall is not a lost part: a weak run counts as it is.
+  assert S.lost_parts({'eval': {'stages': [{'pck@0.5': 0.2, 'per_part': {'r_hip': 0.0}}]}}) == []
+  # Every replacement lost a part too: after MAX_LOST replacements the claim is not settled.
+  for seed in range(1, 2 + claims_lib.MAX_LOST):
+    put(store, occ.settings['include + limbs'](seed)[0], 75, lost=('r_hip', 'l_hip'))
+  v = _verdict(occ, store)
+  assert v.startswith(f'not settled, because include + limbs lost a part in more than '
+                      f'{claims_lib.MAX_LOST} seeds: recurrent_include_limbs_s1 (r_hip, l_hip), ')
+  assert claims_lib.seeds_needed(occ, store)[0]['include + limbs'] == 2 + claims_lib.MAX_LOST
 
 
 def test_a_claims_schedule_is_computed_once_per_state_of_the_store(tmp_path):

@@ -17,9 +17,14 @@ claim is trained again from scratch, every seed, with a schedule LENGTHS times a
 (``Converging``), so that the settings it compares share a schedule; the shorter runs stay in
 the store and are reported as superseded.
 
+Lost parts: a run whose last output gave up on a part (``summaries.lost_parts``: below 5%
+PCKh@0.5 on it while 30% or more on all parts; in the recurrent model, a prediction map whose
+ReLU died in training) measures the lost map, not the setting: it is left out of the numbers and
+the setting trains the next seed in its place, at most MAX_LOST times; the verdict names it.
+
 Status of a claim: 'not yet run' until every run it needs has finished; 'not settled' when a
-run of the longest schedule has not converged either; otherwise 'holds' or 'does not hold',
-from ``decide``.
+run of the longest schedule has not converged either, or a setting lost a part in more than
+MAX_LOST seeds; otherwise 'holds' or 'does not hold', from ``decide``.
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ RF_KERNELS = ((3, 1), (3, 3), (7, 7))
 WRISTS, ELBOWS = ('r_wrist', 'l_wrist'), ('r_elbow', 'l_elbow')
 OCCLUDED = 'occluded parts'   # quantities over the occluded parts alone
 AROUND = 0.9   # a receptive field "around the person's size": at least 90% of its height
+MAX_LOST = 3   # seeds of a setting replaced because their run lost a part, at most
 LENGTHS = (1, 2, 4)   # schedules a setting is tried with, as multiples of its own, until it converges
 # Changes to the recurrent base made to find why a claim does not hold (Runs.check_changes):
 #   paperblobs  limb heatmaps' sigmas (fractions of the limb's length) scaled so the blobs are
@@ -111,14 +117,15 @@ class Claim:
 # ------------------------------------------------------------------------ statistics --
 
 def stats(claim: Claim, store: S.Store, seeds: dict | int) -> dict[str, Stat]:
-  """{quantity: Stat} over the finished seeds below ``seeds`` (per setting, or for all)."""
+  """{quantity: Stat} over the finished seeds below ``seeds`` (per setting, or for all), less
+  those whose run lost a part."""
   out = {}
   for q in claim.quantities:
     n = seeds if isinstance(seeds, int) else seeds[q.setting]
     st = Stat([], [], [])
     for seed in range(n):
       loaded = store.load(claim.settings[q.setting](seed)[-1].key)
-      if loaded is None:
+      if loaded is None or S.lost_parts(loaded):
         continue
       v = q.value(loaded)
       if v is None or not math.isfinite(v):
@@ -135,23 +142,50 @@ def close(a: Stat, b: Stat) -> bool:
   return abs(a.mean - b.mean) < 2 * max(a.sd, b.sd)
 
 
+def lost_seeds(claim: Claim, store: S.Store, name: str, n: int) -> list[tuple[int, str, list]]:
+  """(seed, label, lost parts) of the seeds below ``n`` of a setting whose run lost a part."""
+  out = []
+  for seed in range(n):
+    s = claim.settings[name](seed)[-1]
+    loaded = store.load(s.key)
+    if loaded is not None and S.lost_parts(loaded):
+      out.append((seed, s.label, S.lost_parts(loaded)))
+  return out
+
+
+def _seeds_for(claim: Claim, store: S.Store, name: str, wanted: int) -> int:
+  """How many seeds of a setting to train so that ``wanted`` of them did not lose a part (a
+  seed not finished yet counts as one that will not), replacing at most MAX_LOST."""
+  n = lost = 0
+  while n - lost < wanted:
+    loaded = store.load(claim.settings[name](n)[-1].key)
+    n += 1
+    if loaded is not None and S.lost_parts(loaded):
+      lost += 1
+      if lost > MAX_LOST:
+        break
+  return n
+
+
 def seeds_needed(claim: Claim, store: S.Store, seeds: int = 2):
-  """({setting: seeds to train}, [settings whose third seed waits for their first two])."""
+  """({setting: seeds to train}, [settings whose third seed waits for their first two]); a
+  seed whose run lost a part does not count, the next one is trained in its place."""
   seeds = max(int(seeds), 2)
-  need = {name: seeds for name in claim.settings}
-  if seeds >= 3:
-    return need, []
-  first = stats(claim, store, 2)
+  wanted = {name: seeds for name in claim.settings}
   waiting = set()
-  for a, b in claim.pairs:
-    sa, sb = first[a], first[b]
-    qa, qb = claim.quantity(a).setting, claim.quantity(b).setting
-    if sa.n == 2 and sb.n == 2:
-      if close(sa, sb):
-        need[qa] = need[qb] = 3
-    else:
-      waiting |= {qa, qb}
-  return need, sorted(w for w in waiting if need[w] < 3)
+  if seeds < 3:
+    first = stats(claim, store, {name: _seeds_for(claim, store, name, 2)
+                                 for name in claim.settings})
+    for a, b in claim.pairs:
+      sa, sb = first[a], first[b]
+      qa, qb = claim.quantity(a).setting, claim.quantity(b).setting
+      if sa.n == 2 and sb.n == 2:
+        if close(sa, sb):
+          wanted[qa] = wanted[qb] = 3
+      else:
+        waiting |= {qa, qb}
+  need = {name: _seeds_for(claim, store, name, wanted[name]) for name in claim.settings}
+  return need, sorted(w for w in waiting if wanted[w] < 3)
 
 
 @dataclasses.dataclass
@@ -164,6 +198,7 @@ class Result:
   total: int
   seeds: dict
   unconverged: list      # (label, change in points) of runs that did not converge
+  lost: list = dataclasses.field(default_factory=list)   # (label, parts) of runs left out
 
 
 def needed_runs(claim: Claim, need: dict) -> list[RunSpec]:
@@ -185,11 +220,20 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
                for seed in range(need[name])}
   for s in runs:
     loaded = store.load(s.key)
-    if s.key in last_keys and loaded is not None and not S.converged(loaded, CONVERGENCE_POINTS):
+    if (s.key in last_keys and loaded is not None and not S.lost_parts(loaded)
+        and not S.converged(loaded, CONVERGENCE_POINTS)):
       change = S.last_change(loaded)
       unconverged.append((s.label, change))
+  lost = {name: lost_seeds(claim, store, name, need[name]) for name in claim.settings}
+  lost_runs = list({label: (label, parts) for name in lost
+                    for _, label, parts in lost[name]}.values())
+  given_up = [name for name in lost if len(lost[name]) > MAX_LOST]
   if finished < len(runs):
     status, text = 'not yet run', f'not yet run ({finished} of {len(runs)} runs finished)'
+  elif given_up:
+    status = 'not settled'
+    text = (f'not settled, because {", ".join(given_up)} lost a part in more than {MAX_LOST} '
+            'seeds: ' + _lost_text(lost_runs))
   elif unconverged:
     listed = ', '.join(f'{label} ({"no earlier evaluation" if c is None else f"{c:+.1f}"})'
                        for label, c in unconverged)
@@ -206,7 +250,14 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
     if factor > 1:
       text += (f' (every setting trained with {factor}x the base schedule\'s steps, a run '
                'having not converged with the shorter one)')
-  return Result(claim, status, text, st, finished, len(runs), need, unconverged)
+    if lost_runs:
+      text += (f' (left out, each replaced by another seed, as its last output lost a part: '
+               f'{_lost_text(lost_runs)})')
+  return Result(claim, status, text, st, finished, len(runs), need, unconverged, lost_runs)
+
+
+def _lost_text(lost_runs) -> str:
+  return ', '.join(f'{label} ({", ".join(parts)})' for label, parts in lost_runs)
 
 
 # ----------------------------------------------------------------------- the settings --

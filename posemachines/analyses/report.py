@@ -704,6 +704,10 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
     if s.key not in all_runs and s.key not in superseded:
       superseded[s.key] = (s, 'recurrent')
       notes[s.key] = 'light occlusion: why heavy'
+  for r in results:
+    for label, parts in r.lost:
+      key = next(s.key for s, _ in all_runs.values() if s.label == label)
+      notes[key] = f'lost {", ".join(parts)}: left out'
   rows = []
   for key, (s, group) in list(all_runs.items()) + list(superseded.items()):
     loaded = store.load(key)
