@@ -764,6 +764,13 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
             'compared settings differ by less than twice the larger of their spreads, both '
             'get a third (decided from the first two). Numbers are mean ± spread, the spread '
             'being the standard deviation across seeds; error bars show one spread.',
+            '- Lost parts: a run whose last output gets below 5% PCKh@0.5 on one part while '
+            'reaching 30% or more on all parts has lost that part\'s map (in the recurrent '
+            'model, a prediction map whose ReLU died in training: zero, or nearly, on every '
+            'crop). It measures the lost map rather than the setting, so it is left out of the '
+            'numbers and the setting trains the next seed in its place (at most '
+            f'{claims_lib.MAX_LOST} times; more makes the claim not settled). The verdict '
+            'names such runs and the [convergence](#convergence) table marks them.',
             '- A claim is **not yet run** until all its runs have finished (the tables show '
             'what has), **not settled** while one of them has not converged, and otherwise '
             '**holds** or **does not hold**, with the reason computed from the numbers.', '']
