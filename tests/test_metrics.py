@@ -126,3 +126,19 @@ def test_markdown_has_a_row_per_stage_in_percent():
   md = metrics.markdown(tabs[1:], header='predictions', rows=['pred.mat'])
   assert md.splitlines()[2].startswith('| predictions | Head |')
   assert md.splitlines()[-1].startswith('| pred.mat | 100.0 |')
+
+
+def test_an_output_that_gave_up_on_a_part_is_named_and_warned_of():
+  from posemachines.training import loop
+  result = {'stages': [
+      {'stage': 1, 'output': 'feed-forward', 'pck@0.5': 0.66,
+       'per_part': {'r_hip': 0.85, 'r_elbow': 0.6}},
+      {'stage': 2, 'output': 'iteration 1', 'pck@0.5': 0.61,
+       'per_part': {'r_hip': 0.0, 'r_elbow': 0.049}},
+      {'stage': 3, 'output': 'iteration 2', 'pck@0.5': 0.25,   # weak overall: not a lost part
+       'per_part': {'r_hip': 0.0, 'r_elbow': 0.3}}]}
+  assert [metrics.lost_parts(s) for s in result['stages']] == [[], ['r_hip', 'r_elbow'], []]
+  lines = loop.lost_warnings(result)
+  assert len(lines) == 1 and lines[0].startswith(
+      'warning: iteration 1 has lost r_hip, r_elbow (PCKh@0.5 below 5% on them, 61.0% on all '
+      'parts)')

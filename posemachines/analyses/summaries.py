@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from posemachines.evaluation import metrics
+
 SUMMARY = 'summary.json'
 EVAL = 'eval.json'
 TIME = 'wall_time.json'
@@ -254,14 +256,9 @@ def part_pck(loaded: dict, parts, stage: int = -1) -> float:
   return 100 * float(np.mean([per_part[p] for p in parts]))
 
 
-def lost_parts(loaded: dict, below: float = 5.0, overall: float = 30.0) -> list[str]:
-  """The parts the last output gave up on: PCKh@0.5 below ``below`` % on the part while the
-  output reaches ``overall`` % or more on all parts (a prediction map that died in training,
-  zero or nearly so on every crop), in the skeleton's order."""
-  last = loaded['eval']['stages'][-1]
-  if 100 * last['pck@0.5'] < overall:
-    return []
-  return [p for p, v in last['per_part'].items() if v is not None and 100 * v < below]
+def lost_parts(loaded: dict) -> list[str]:
+  """The parts the last output lost (``metrics.lost_parts``), in the skeleton's order."""
+  return metrics.lost_parts(loaded['eval']['stages'][-1])
 
 
 def _percent(loaded: dict, field: str, stage: int) -> float:

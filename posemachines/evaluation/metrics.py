@@ -79,6 +79,18 @@ def auc(thresholds, curve) -> float:
   return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
 
 
+def lost_parts(stage: dict, below: float = 5.0, overall: float = 30.0) -> list[str]:
+  """The parts an output has given up on: PCKh@0.5 below ``below`` % on the part while the
+  output reaches ``overall`` % or more on all parts (``stage``: an output of an evaluation
+  result, with 'pck@0.5' and 'per_part' as fractions). In a model whose prediction maps end in
+  a ReLU (the recurrent model) that is a map whose ReLU died in training: zero, or nearly, on
+  every crop; it does not recover."""
+  if 100 * stage['pck@0.5'] < overall:
+    return []
+  return [p for p, v in (stage.get('per_part') or {}).items()
+          if v is not None and 100 * v < below]
+
+
 def groups(per_part, parts, names=GROUPS):
   """Left and right averaged per group: {group: value} for the groups the part set has."""
   out = {}

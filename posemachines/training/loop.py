@@ -252,6 +252,20 @@ def format_eval(result) -> str:
   return text
 
 
+def lost_warnings(result) -> list[str]:
+  """A warning per output that has lost a part (``metrics.lost_parts``)."""
+  out = []
+  for s in result['stages']:
+    lost = metrics.lost_parts(s)
+    if lost:
+      out.append(f'warning: {_output_name(s)} has lost {", ".join(lost)} (PCKh@0.5 below 5% '
+                 f'on {"it" if len(lost) == 1 else "them"}, {100 * s["pck@0.5"]:.1f}% on all '
+                 'parts): a prediction map that died in training, zero on every crop if it '
+                 'ends in a ReLU (model.output_relu), does not recover; another seed may not '
+                 'lose it')
+  return out
+
+
 def _prepare_datasets(config):
   """Prepares (on first use) every dataset the run trains or evaluates on (a missing one names
   every missing component), and checks that each has the split the run reads (a user error
@@ -327,6 +341,8 @@ def _train_and_evaluate(config, workdir, mesh, is_main, stop, accepted=()):
       writer.write(done, scalars)
     if is_main:
       tqdm.tqdm.write(f'step {done}: {format_eval(result)}')
+      for line in lost_warnings(result):
+        tqdm.tqdm.write(line)
     return result
 
   # A run killed after saving an evaluation step but before evaluating it evaluates it now.
