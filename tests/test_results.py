@@ -583,7 +583,9 @@ def test_a_run_that_lost_a_part_is_left_out_and_replaced_by_the_next_seed(claims
   assert _verdict(occ, store).startswith('holds: PCKh@0.5 of the last output: include 80.5 ± 0.7')
   # Seed 1 of include lost its right hip (0% on it, 75% overall): left out, seed 2 trains.
   s1 = occ.settings['include + limbs'](1)[0]
-  put(store, s1, 75, lost=('r_hip',))
+  steps = s1.config.num_train_steps
+  put(store, s1, 75, lost=('r_hip',), change=3.0)   # moving still, but left out: no longer runs
+  assert occ.settings['include + limbs'](1)[0].config.num_train_steps == steps
   assert S.lost_parts(store.load(s1.key)) == ['r_hip']
   need, _ = claims_lib.seeds_needed(occ, store)
   assert need == {'include + limbs': 3, 'exclude + limbs': 2, 'ignore + limbs': 2}
@@ -623,7 +625,8 @@ def test_a_claims_schedule_is_computed_once_per_state_of_the_store(tmp_path):
   chains = list(stages.settings.values())
   assert {c.factor() for c in chains} == {1}
   first = len(loads)
-  assert first == 6 * 3   # one look at every seed of every setting, for all six settings
+  # one look at every seed of every setting (3, and the seeds that may replace lost runs)
+  assert first == 6 * (3 + claims_lib.MAX_LOST)
   for seed in range(3):
     assert [c(seed)[0].config.num_train_steps for c in chains] == [4] * 6
   assert len(loads) == first   # nothing finished since: no second look

@@ -416,10 +416,13 @@ class Schedule:
     self._memo = None
 
   def _unconverged(self, factor: int) -> bool:
+    """Whether a finished run at this length has not converged (a run that lost a part, left
+    out of the numbers, does not count; the seeds replacing such runs do)."""
     for chain in self.chains:
-      for seed in range(self.seeds):
+      for seed in range(self.seeds + MAX_LOST):
         loaded = self.store.load(lengthen(chain(seed), factor)[-1].key)
-        if loaded is not None and not S.converged(loaded, CONVERGENCE_POINTS):
+        if (loaded is not None and not S.lost_parts(loaded)
+            and not S.converged(loaded, CONVERGENCE_POINTS)):
           return True
     return False
 
