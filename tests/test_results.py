@@ -602,7 +602,7 @@ def test_a_run_that_lost_a_part_is_left_out_and_replaced_by_the_next_seed(claims
   page = str(tmp_path / 'docs' / 'results.md')
   report.write([result], store, page, str(tmp_path / 'docs' / 'results'), 'cmd')
   assert '| recurrent_include_limbs_s1 |' in open(page).read()
-  assert '| +0.3 | yes (lost r_hip: left out) |' in open(page).read()
+  assert '| +3.0 | no (lost r_hip: left out) |' in open(page).read()
   # A low output overall is not a lost part: a weak run counts as it is.
   assert S.lost_parts({'eval': {'stages': [{'pck@0.5': 0.2, 'per_part': {'r_hip': 0.0}}]}}) == []
   # Every replacement lost a part too: after MAX_LOST replacements the claim is not settled.
