@@ -109,6 +109,7 @@ class Claim:
   quantities: list[Quantity]
   pairs: list[tuple[str, str]]
   decide: Callable[[dict], tuple[bool, str]]
+  checks: tuple = ()  # settings that check why the claim does not hold (see CHECKS)
 
   def quantity(self, name: str) -> Quantity:
     return next(q for q in self.quantities if q.name == name)
@@ -215,19 +216,26 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
   runs = needed_runs(claim, need)
   finished = sum(store.finished(s.key) for s in runs)
   st = stats(claim, store, need)
+  lost = {name: lost_seeds(claim, store, name, need[name]) for name in claim.settings}
+  lost_runs = list({label: (label, parts) for name in lost
+                    for _, label, parts in lost[name]}.values())
+  given_up = [name for name in lost if len(lost[name]) > MAX_LOST]
+  # A check given up (its runs lost a part in too many seeds) says nothing: the claim is
+  # decided without it.
+  dropped = [name for name in given_up if name in claim.checks]
+  given_up = [name for name in given_up if name not in claim.checks]
+  for q in claim.quantities:
+    if q.setting in dropped:
+      st[q.name] = Stat([], [], [])
   unconverged = []
   last_keys = {claim.settings[name](seed)[-1].key for name in claim.settings
-               for seed in range(need[name])}
+               if name not in dropped for seed in range(need[name])}
   for s in runs:
     loaded = store.load(s.key)
     if (s.key in last_keys and loaded is not None and not S.lost_parts(loaded)
         and not S.converged(loaded, CONVERGENCE_POINTS)):
       change = S.last_change(loaded)
       unconverged.append((s.label, change))
-  lost = {name: lost_seeds(claim, store, name, need[name]) for name in claim.settings}
-  lost_runs = list({label: (label, parts) for name in lost
-                    for _, label, parts in lost[name]}.values())
-  given_up = [name for name in lost if len(lost[name]) > MAX_LOST]
   if finished < len(runs):
     status, text = 'not yet run', f'not yet run ({finished} of {len(runs)} runs finished)'
   elif given_up:
@@ -250,6 +258,9 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
     if factor > 1:
       text += (f' (every setting trained with {factor}x the base schedule\'s steps, a run '
                'having not converged with the shorter one)')
+    for name in dropped:
+      text += (f' (the check "{name}" is given up: its runs lost a part in '
+               f'{len(lost[name])} of {need[name]} seeds)')
     if lost_runs:
       text += (f' (left out, each replaced by another seed, as its last output lost a part: '
                f'{_lost_text(lost_runs)})')
@@ -859,7 +870,8 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
                                                                     else []),
       lambda st: decide_iterations(st, {'': runs.recurrent_parameters(),
                                         'half': runs.recurrent_parameters('half')},
-                                   runs.recurrent_fields())))
+                                   runs.recurrent_fields()),
+      checks=tuple(half) + tuple(light)))
   # The check of why limb heatmaps cost accuracy: limb blobs at the paper's size.
   claims.append(Claim(
       'recurrent_limbs', 'recurrent', 'Limb heatmaps (recurrent, Table I)',
@@ -869,7 +881,7 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       [Quantity('include + limbs', 'include + limbs', _final),
        Quantity(no_limbs, no_limbs, _final), Quantity(LIMB_CHECK, LIMB_CHECK, _final)],
       [('include + limbs', no_limbs), (LIMB_CHECK, no_limbs)],
-      lambda st: decide_limbs(st, runs.limb_blob_scale())))
+      lambda st: decide_limbs(st, runs.limb_blob_scale()), checks=(LIMB_CHECK,)))
   claims.append(Claim(
       'recurrent_visibility', 'recurrent', 'Visibility (recurrent, Fig. 7)',
       'Excluding occluded keypoints gives the best visibility AP, all modes above 90%.',
