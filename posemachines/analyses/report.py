@@ -649,7 +649,10 @@ DATA_PLAN = {
         'same ambiguities as for the CPM stages). The feed-forward output sees 66 px, the '
         'first iteration 90 px, the second 114 px, the person being about 86 px tall; a joint '
         'at one end of the figure needs a field of about twice that to see the other end, so '
-        'the second iteration still adds context for the extremities. The paper compares '
+        'the second iteration could still add context for the extremities. But the paper\'s '
+        'model (248-px input, 9x9 kernels) sees 82 / 114 / 146 px of a person of about 158 '
+        'px, less of the figure at every output than this one, and its second iteration adds '
+        'nothing: the verdict compares the two. The paper compares '
         'separate models (+1, +2 iterations), and so does the verdict; within one model every '
         'output is supervised and its later outputs also gain depth, so its own per-output '
         'numbers are given beside them but do not decide. In the first runs the 2-iteration '
@@ -659,7 +662,9 @@ DATA_PLAN = {
         'configuration: 10.9M): one check trains the 1- and 2-iteration models half as wide '
         '(if the second iteration adds more there, its gain here is depth a small model '
         'lacks), another on the default light occlusion (if it adds little there, what it '
-        'helps with is placing the parts hidden by heavy occlusion).'),
+        'helps with is placing the parts hidden by heavy occlusion). The half-width models '
+        'lose a part\'s map (its output ReLU dies: see Setup, lost parts) in most seeds, so '
+        'that check may be given up.'),
     'recurrent_limbs': (
         'Limb heatmaps help where the joints are ambiguous but the limbs between them are not. '
         'The paper gives a limb blob\'s sigmas as fractions of the limb\'s length (0.15 '
