@@ -595,8 +595,8 @@ def test_a_run_that_lost_a_part_is_left_out_and_replaced_by_the_next_seed(claims
   put(store, occ.settings['include + limbs'](2)[0], 79)
   v = _verdict(occ, store)
   assert v.startswith('holds: PCKh@0.5 of the last output: include 79.5 ± 0.7')   # seeds 0, 2
-  assert v.endswith('(left out, each replaced by another seed, as its last output lost a part: '
-                    'recurrent_include_limbs_s1 (r_hip))')
+  assert v.endswith('(left out, each replaced by the next seed, as its last output lost a part: '
+                    'include + limbs: 1 of 3 seeds, recurrent_include_limbs_s1 (r_hip))')
   result = claims_lib.evaluate(occ, store)
   assert result.stats['include + limbs'].seeds == [0, 2] and result.seeds['include + limbs'] == 3
   page = str(tmp_path / 'docs' / 'results.md')

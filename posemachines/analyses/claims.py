@@ -262,8 +262,13 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
       text += (f' (the check "{name}" is given up: its runs lost a part in '
                f'{len(lost[name])} of {need[name]} seeds)')
     if lost_runs:
-      text += (f' (left out, each replaced by another seed, as its last output lost a part: '
-               f'{_lost_text(lost_runs)})')
+      per_setting = '; '.join(
+          f'{name}: {len(lost[name])} of {need[name]} seeds, '
+          + _lost_text([(label, parts) for _, label, parts in lost[name]])
+          for name in claim.settings if lost[name] and name not in dropped)
+      if per_setting:
+        text += (f' (left out, each replaced by the next seed, as its last output lost a '
+                 f'part: {per_setting})')
   return Result(claim, status, text, st, finished, len(runs), need, unconverged, lost_runs)
 
 
