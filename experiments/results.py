@@ -126,8 +126,14 @@ def main(argv):
     git_commit([os.path.relpath(store.dir(s.key), ROOT) for s in completed],
                'results: PCKh of the visible and the occluded parts of '
                f'{len(completed)} finished runs, from their final checkpoints')
+  drawn = plan_lib.picture_lost_parts([p.spec for p in make_plan().runs], store, runs_dir)
+  if drawn and f.commit:
+    git_commit([os.path.relpath(store.dir(s.key), ROOT) for s in drawn],
+               f'results: pictures of the lost parts of {len(drawn)} finished runs, from their '
+               'final checkpoints')
   if not f.report:
     def saved(s, d):
+      plan_lib.picture_lost_parts([s], store, runs_dir)
       loaded = store.load(s.key)
       cpu = summaries.cpu_seconds(loaded) or 0
       print(f'  saved {os.path.relpath(d, ROOT)}: final-stage PCKh@0.5 '

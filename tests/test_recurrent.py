@@ -280,6 +280,13 @@ def test_tiny_recurrent_training_run(tfds_dir, tmp_path):
   outputs = jax.jit(models.build(config).apply)(model.variables, x, c)
   np.testing.assert_allclose(maps[..., :14], outputs[..., :14], rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(maps[..., 14], 0.0)
+  # The picture of a lost part's maps (drawn for the results page), from this checkpoint.
+  from posemachines.analyses import plan
+  picture = str(tmp_path / 'lost.png')
+  plan.draw_lost_parts(str(tmp_path), ['r_hip', 'neck'], picture, crops=2)
+  from PIL import Image
+  w, h = Image.open(picture).size
+  assert w > 4 * 100 and h > 4 * 100   # 4 rows (2 parts x 2 crops), crop + 3 outputs each
 
 
 def test_fine_tuning_copies_matching_layers_and_starts_the_rest_afresh(tfds_dir, tmp_path):

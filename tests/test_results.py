@@ -599,10 +599,26 @@ def test_a_run_that_lost_a_part_is_left_out_and_replaced_by_the_next_seed(claims
                     'include + limbs: 1 of 3 seeds, recurrent_include_limbs_s1 (r_hip))')
   result = claims_lib.evaluate(occ, store)
   assert result.stats['include + limbs'].seeds == [0, 2] and result.seeds['include + limbs'] == 3
+  # The lost maps are drawn from the run's final checkpoint, once, into its summary folder.
+  runs_dir = str(tmp_path / 'work')
+  drawn = []
+
+  def draw(work, parts, path):
+    drawn.append((work, parts))
+    with open(path, 'wb') as f:
+      f.write(b'png')
+  specs = [p.spec for p in plan.runs]
+  assert plan_lib.picture_lost_parts(specs, store, runs_dir, draw) == []   # no checkpoint
+  os.makedirs(os.path.join(plan_lib.workdir(runs_dir, s1), 'checkpoints', str(steps)))
+  assert plan_lib.picture_lost_parts(specs, store, runs_dir, draw) == [s1]
+  assert drawn == [(plan_lib.workdir(runs_dir, s1), ['r_hip'])]
+  assert plan_lib.picture_lost_parts(specs, store, runs_dir, draw) == []   # drawn already
   page = str(tmp_path / 'docs' / 'results.md')
-  report.write([result], store, page, str(tmp_path / 'docs' / 'results'), 'cmd')
-  assert '| recurrent_include_limbs_s1 |' in open(page).read()
-  assert '| +3.0 | no (lost r_hip: left out) |' in open(page).read()
+  written = report.write([result], store, page, str(tmp_path / 'docs' / 'results'), 'cmd')
+  text = open(page).read()
+  assert 'lost_part.png' in written and '![a lost part](results/lost_part.png)' in text
+  assert '| recurrent_include_limbs_s1 |' in text
+  assert '| +3.0 | no (lost r_hip: left out) |' in text
   # A low output overall is not a lost part: a weak run counts as it is.
   assert S.lost_parts({'eval': {'stages': [{'pck@0.5': 0.2, 'per_part': {'r_hip': 0.0}}]}}) == []
   # Every replacement lost a part too: after MAX_LOST replacements the claim is not settled.

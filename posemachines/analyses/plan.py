@@ -25,6 +25,8 @@ import threading
 import time
 from typing import Any, Callable
 
+import numpy as np
+
 from posemachines.analyses import summaries as summaries_lib
 from posemachines.core import overrides
 
@@ -351,6 +353,79 @@ def complete_occlusion_split(specs, store: summaries_lib.Store, runs_dir: str,
     store.add_to_eval(s.key, [{k: new[k] for k in OCCLUSION_KEYS} for new in result['stages']])
     done.append(s)
   return done
+
+
+def picture_lost_parts(specs, store: summaries_lib.Store, runs_dir: str,
+                       draw: Callable | None = None) -> list[RunSpec]:
+  """Draws, into the summary folder of every finished run whose last output lost a part
+  (``summaries.lost_parts``) and has no picture of it yet, the lost parts' maps from its final
+  checkpoint in the runs directory (a run whose final checkpoint is gone is left as it is).
+  Returns the runs drawn."""
+  done = []
+  for s in specs:
+    loaded = store.load(s.key)
+    if loaded is None or 'lost_picture' in loaded:
+      continue
+    lost = summaries_lib.lost_parts(loaded)
+    work = workdir(runs_dir, s)
+    if not lost or summaries_lib.checkpoint_step(work) != s.config.num_train_steps:
+      continue
+    print(f'  {s.label}: picture of the lost {", ".join(lost)} from its final checkpoint',
+          flush=True)
+    (draw or draw_lost_parts)(work, lost, os.path.join(loaded['dir'],
+                                                      summaries_lib.LOST_PICTURE))
+    done.append(s)
+  return done
+
+
+def draw_lost_parts(work: str, parts, path: str, crops: int = 3) -> None:
+  """The maps of ``parts`` from every output of the newest checkpoint in ``work`` on the first
+  ``crops`` validation crops, the annotated part marked on each crop."""
+  import jax
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  from posemachines.core import crops as crops_lib
+  from posemachines.core import skeleton
+  from posemachines.data import pipeline
+  from posemachines.objectives import per_model
+  from posemachines.tools import loading
+  from posemachines.training import checkpoint, loop
+  config = loading.workdir_config(work)
+  config.eval_batch_size = crops
+  built = loop.build(config, loop.make_mesh(jax.devices()[:1]))
+  state, step = checkpoint.restore_latest(
+      checkpoint.manager(work, config.keep_checkpoints, read_only=True), built.abstract_state,
+      move_aside=False)
+  batch = next(iter(pipeline.as_numpy(pipeline.eval_dataset(config, num_examples=crops))))
+  x, c = per_model.model_inputs(batch['image'], crops_lib.from_config(config.data),
+                                config.targets.center_sigma)
+  out = np.asarray(built.model.apply(jax.device_get(state.variables), x, c, train=False))
+  if hasattr(built.model, 'keypoint_maps'):   # the recurrent model: limb maps dropped
+    out = np.asarray(built.model.keypoint_maps(out))   # (the CPM's come first, then background)
+  names = built.model.output_names
+  all_parts = list(skeleton.get(config.data.parts).parts)
+  rows = [(i, p) for p in parts for i in range(crops)]
+  fig, axes = plt.subplots(len(rows), 1 + out.shape[0], squeeze=False,
+                           figsize=(1.9 * (1 + out.shape[0]), 1.9 * len(rows) + 0.4))
+  for r, (i, part) in enumerate(rows):
+    k = all_parts.index(part)
+    top = max(1.0, float(out[..., k].max()))
+    axes[r, 0].imshow(batch['image'][i])
+    axes[r, 0].plot(*batch['keypoints'][i, k, :2], '+', color='cyan', ms=10, mew=1.5)
+    axes[r, 0].set_ylabel(part, fontsize=8)
+    for t in range(out.shape[0]):
+      m = out[t, i, ..., k]
+      axes[r, t + 1].imshow(m, vmin=0, vmax=top, cmap='inferno')
+      axes[r, t + 1].set_title(f'{names[t]}: max {m.max():.2f}', fontsize=7)
+  for a in axes.flat:
+    a.set_xticks([])
+    a.set_yticks([])
+  fig.suptitle(f'{os.path.basename(work.rstrip(os.sep))} at step {step}: the lost '
+               f'{", ".join(parts)} map of every output (+: the annotated part)', fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=72)
+  plt.close(fig)
 
 
 def _evaluate_workdir(config, work: str) -> dict:

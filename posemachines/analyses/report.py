@@ -16,7 +16,7 @@ from posemachines.analyses import summaries as S
 
 FIGURES = ('gradients.png', 'gradient_spread.png', 'stages.png', 'refinement.png',
            'belief_maps.png', 'schemes.png', 'receptive_fields.png', 'recurrent.png',
-           'convergence.png', 'occlusion.png', 'limb_blobs.png')
+           'convergence.png', 'occlusion.png', 'limb_blobs.png', 'lost_part.png')
 
 
 def _plt():
@@ -135,6 +135,18 @@ def figure_gradients(result, outdir):
   axes[0, -1].legend(fontsize=6)
   _save(fig, os.path.join(outdir, 'gradient_spread.png'))
   return ['gradients.png', 'gradient_spread.png']
+
+
+def figure_lost_part(results, store: S.Store, outdir):
+  """The picture of the first run left out for a lost part that has one."""
+  for r in results:
+    for label, _ in r.lost:
+      spec = next(s for s in claims_lib.needed_runs(r.claim, r.seeds) if s.label == label)
+      loaded = store.load(spec.key)
+      if loaded is not None and 'lost_picture' in loaded:
+        shutil.copyfile(loaded['lost_picture'], os.path.join(outdir, 'lost_part.png'))
+        return ['lost_part.png']
+  return []
 
 
 def figure_stages(result, outdir):
@@ -728,6 +740,9 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
   def fig(name, alt):
     return [f'![{alt}]({rel}/{name})', ''] if name in written else []
 
+  written += figure_lost_part(results, store, fig_dir)
+  lost_figure = fig('lost_part.png', 'a lost part')
+
   lines = [
       "# The papers' claims on synthetic people (CPU scale)", '',
       f'Every claim of the CPM paper (Wei et al. 2016) and of the recurrent pose model '
@@ -775,10 +790,12 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
             'crop). It measures the lost map rather than the setting, so it is left out of the '
             'numbers and the setting trains the next seed in its place (at most '
             f'{claims_lib.MAX_LOST} times; more makes the claim not settled). The verdict '
-            'names such runs and the [convergence](#convergence) table marks them.',
+            'names such runs and the [convergence](#convergence) table marks them (the first '
+            'such run\'s maps are drawn below).',
             '- A claim is **not yet run** until all its runs have finished (the tables show '
             'what has), **not settled** while one of them has not converged, and otherwise '
             '**holds** or **does not hold**, with the reason computed from the numbers.', '']
+  lines += lost_figure
   sections = (
       ('gradients', figure_gradients, table_gradients,
        [('gradients.png', 'gradient histograms'), ('gradient_spread.png', 'gradient spread')]),

@@ -33,6 +33,7 @@ TIME = 'wall_time.json'
 GRADIENTS = 'gradients.json'
 VISIBILITY = 'visibility.json'
 BELIEFS = 'belief_maps.png'
+LOST_PICTURE = 'lost_parts.png'   # the maps of a run's lost parts (plan.picture_lost_parts)
 
 # Files a training workdir gets from the runner besides the trainer's own.
 CPU_TIME = 'cpu_time.json'
@@ -178,6 +179,8 @@ class Store:
         out[name] = _load(path)
     if os.path.exists(os.path.join(d, BELIEFS)):
       out['belief_maps'] = os.path.join(d, BELIEFS)
+    if os.path.exists(os.path.join(d, LOST_PICTURE)):
+      out['lost_picture'] = os.path.join(d, LOST_PICTURE)
     return out
 
   def state(self) -> tuple:
