@@ -78,6 +78,7 @@ class Stat:
   seeds: list[int]
   values: list[float]
   loaded: list[dict]
+  lost: list[int] = dataclasses.field(default_factory=list)   # seeds left out: a lost part
 
   @property
   def n(self) -> int:
@@ -126,7 +127,10 @@ def stats(claim: Claim, store: S.Store, seeds: dict | int) -> dict[str, Stat]:
     st = Stat([], [], [])
     for seed in range(n):
       loaded = store.load(claim.settings[q.setting](seed)[-1].key)
-      if loaded is None or S.lost_parts(loaded):
+      if loaded is None:
+        continue
+      if S.lost_parts(loaded):
+        st.lost.append(seed)
         continue
       v = q.value(loaded)
       if v is None or not math.isfinite(v):
@@ -748,6 +752,13 @@ def decide_limbs(st, scale: float | None = None):
               'is part of the reason, not all of it')
     else:
       why += ', and larger limb blobs do not change that: the blob size is not the reason'
+  kept = [x for x in (with_, check) if x is not None and x.n]
+  if without.lost and not any(x.lost for x in kept):
+    tried = lambda x: x.n + len(x.lost)  # noqa: E731
+    why += (f'; but without limb heatmaps {len(without.lost)} of {tried(without)} seeds lost a '
+            'part\'s map (left out of these numbers), with them none of '
+            + ' and '.join(str(tried(x)) for x in kept) + ': limb supervision kept every '
+            'keypoint map alive')
   return False, why + ': ' + text
 
 
