@@ -757,8 +757,8 @@ def decide_limbs(st, scale: float | None = None):
     tried = lambda x: x.n + len(x.lost)  # noqa: E731
     why += (f'; but without limb heatmaps {len(without.lost)} of {tried(without)} seeds lost a '
             'part\'s map (left out of these numbers), with them none of '
-            + ' and '.join(str(tried(x)) for x in kept) + ': limb supervision kept every '
-            'keypoint map alive')
+            + ' and '.join(str(tried(x)) for x in kept) + ' (whether limb supervision keeps '
+            'the keypoint maps alive would take more seeds to tell)')
   return False, why + ': ' + text
 
 
