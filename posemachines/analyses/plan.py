@@ -421,7 +421,7 @@ def draw_lost_parts(work: str, parts, path: str, crops: int = 3) -> None:
   for a in axes.flat:
     a.set_xticks([])
     a.set_yticks([])
-  fig.suptitle(f'{os.path.basename(work.rstrip(os.sep))} at step {step}: the lost '
+  fig.suptitle(f'{os.path.basename(work.rstrip(os.sep))} at step {step}:\nthe lost '
                f'{", ".join(parts)} map of every output (+: the annotated part)', fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=72)
