@@ -381,29 +381,20 @@ def picture_lost_parts(specs, store: summaries_lib.Store, runs_dir: str,
 def draw_lost_parts(work: str, parts, path: str, crops: int = 3) -> None:
   """The maps of ``parts`` from every output of the newest checkpoint in ``work`` on the first
   ``crops`` validation crops, the annotated part marked on each crop."""
-  import jax
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  from posemachines.core import crops as crops_lib
+  from posemachines import models
   from posemachines.core import skeleton
   from posemachines.data import pipeline
-  from posemachines.objectives import per_model
   from posemachines.tools import loading
-  from posemachines.training import checkpoint, loop
+  work = os.path.normpath(work)
+  model = loading.load_workdir(work)
   config = loading.workdir_config(work)
   config.eval_batch_size = crops
-  built = loop.build(config, loop.make_mesh(jax.devices()[:1]))
-  state, step = checkpoint.restore_latest(
-      checkpoint.manager(work, config.keep_checkpoints, read_only=True), built.abstract_state,
-      move_aside=False)
   batch = next(iter(pipeline.as_numpy(pipeline.eval_dataset(config, num_examples=crops))))
-  x, c = per_model.model_inputs(batch['image'], crops_lib.from_config(config.data),
-                                config.targets.center_sigma)
-  out = np.asarray(built.model.apply(jax.device_get(state.variables), x, c, train=False))
-  if hasattr(built.model, 'keypoint_maps'):   # the recurrent model: limb maps dropped
-    out = np.asarray(built.model.keypoint_maps(out))   # (the CPM's come first, then background)
-  names = built.model.output_names
+  out = np.asarray(model.forward(batch['image']))   # every output's maps, the parts first
+  names = models.output_names(config)
   all_parts = list(skeleton.get(config.data.parts).parts)
   rows = [(i, p) for p in parts for i in range(crops)]
   fig, axes = plt.subplots(len(rows), 1 + out.shape[0], squeeze=False,
@@ -421,7 +412,7 @@ def draw_lost_parts(work: str, parts, path: str, crops: int = 3) -> None:
   for a in axes.flat:
     a.set_xticks([])
     a.set_yticks([])
-  fig.suptitle(f'{os.path.basename(work.rstrip(os.sep))} at step {step}:\nthe lost '
+  fig.suptitle(f'{os.path.basename(model.source)}:\nthe lost '
                f'{", ".join(parts)} map of every output (+: the annotated part)', fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=72)
