@@ -119,14 +119,14 @@ def main(argv):
     report.write(results, store, f.page, fig_dir, 'python experiments/results.py')
     return results
 
+  planned = [p.spec for p in make_plan().runs]
   completed = plan_lib.complete_occlusion_split(
-      [p.spec for p in make_plan().runs] + list(claims_lib.light_occlusion_runs(claims).values()),
-      store, runs_dir)
+      planned + list(claims_lib.light_occlusion_runs(claims).values()), store, runs_dir)
   if completed and f.commit:
     git_commit([os.path.relpath(store.dir(s.key), ROOT) for s in completed],
                'results: PCKh of the visible and the occluded parts of '
                f'{len(completed)} finished runs, from their final checkpoints')
-  drawn = plan_lib.picture_lost_parts([p.spec for p in make_plan().runs], store, runs_dir)
+  drawn = plan_lib.picture_lost_parts(planned, store, runs_dir)
   if drawn and f.commit:
     git_commit([os.path.relpath(store.dir(s.key), ROOT) for s in drawn],
                f'results: pictures of the lost parts of {len(drawn)} finished runs, from their '

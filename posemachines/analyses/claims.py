@@ -147,14 +147,15 @@ def close(a: Stat, b: Stat) -> bool:
   return abs(a.mean - b.mean) < 2 * max(a.sd, b.sd)
 
 
-def lost_seeds(claim: Claim, store: S.Store, name: str, n: int) -> list[tuple[int, str, list]]:
-  """(seed, label, lost parts) of the seeds below ``n`` of a setting whose run lost a part."""
+def lost_seeds(claim: Claim, store: S.Store, name: str, n: int) -> list[tuple[RunSpec, list]]:
+  """(last run, lost parts) of the seeds below ``n`` of a setting whose run lost a part."""
   out = []
   for seed in range(n):
     s = claim.settings[name](seed)[-1]
     loaded = store.load(s.key)
-    if loaded is not None and S.lost_parts(loaded):
-      out.append((seed, s.label, S.lost_parts(loaded)))
+    lost = S.lost_parts(loaded) if loaded is not None else []
+    if lost:
+      out.append((s, lost))
   return out
 
 
@@ -203,7 +204,7 @@ class Result:
   total: int
   seeds: dict
   unconverged: list      # (label, change in points) of runs that did not converge
-  lost: list = dataclasses.field(default_factory=list)   # (label, parts) of runs left out
+  lost: list = dataclasses.field(default_factory=list)   # (RunSpec, parts) of runs left out
 
 
 def needed_runs(claim: Claim, need: dict) -> list[RunSpec]:
@@ -221,8 +222,7 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
   finished = sum(store.finished(s.key) for s in runs)
   st = stats(claim, store, need)
   lost = {name: lost_seeds(claim, store, name, need[name]) for name in claim.settings}
-  lost_runs = list({label: (label, parts) for name in lost
-                    for _, label, parts in lost[name]}.values())
+  lost_runs = list({s.key: (s, parts) for name in lost for s, parts in lost[name]}.values())
   given_up = [name for name in lost if len(lost[name]) > MAX_LOST]
   # A check given up (its runs lost a part in too many seeds) says nothing: the claim is
   # decided without it.
@@ -268,7 +268,7 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
     if lost_runs:
       per_setting = '; '.join(
           f'{name}: {len(lost[name])} of {need[name]} seeds, '
-          + _lost_text([(label, parts) for _, label, parts in lost[name]])
+          + _lost_text(lost[name])
           for name in claim.settings if lost[name] and name not in dropped)
       if per_setting:
         text += (f' (left out, each replaced by the next seed, as its last output lost a '
@@ -277,7 +277,7 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
 
 
 def _lost_text(lost_runs) -> str:
-  return ', '.join(f'{label} ({", ".join(parts)})' for label, parts in lost_runs)
+  return ', '.join(f'{s.label} ({", ".join(parts)})' for s, parts in lost_runs)
 
 
 # ----------------------------------------------------------------------- the settings --

@@ -140,8 +140,7 @@ def figure_gradients(result, outdir):
 def figure_lost_part(results, store: S.Store, outdir):
   """The picture of the first run left out for a lost part that has one."""
   for r in results:
-    for label, _ in r.lost:
-      spec = next(s for s in claims_lib.needed_runs(r.claim, r.seeds) if s.label == label)
+    for spec, _ in r.lost:
       loaded = store.load(spec.key)
       if loaded is not None and 'lost_picture' in loaded:
         shutil.copyfile(loaded['lost_picture'], os.path.join(outdir, 'lost_part.png'))
@@ -722,9 +721,8 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
       superseded[s.key] = (s, 'recurrent')
       notes[s.key] = 'light occlusion: why heavy'
   for r in results:
-    for label, parts in r.lost:
-      key = next(s.key for s, _ in all_runs.values() if s.label == label)
-      notes[key] = f'lost {", ".join(parts)}: left out'
+    for s, parts in r.lost:
+      notes[s.key] = f'lost {", ".join(parts)}: left out'
   rows = []
   for key, (s, group) in list(all_runs.items()) + list(superseded.items()):
     loaded = store.load(key)
