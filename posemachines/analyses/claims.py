@@ -177,10 +177,11 @@ def seeds_needed(claim: Claim, store: S.Store, seeds: int = 2):
   """({setting: seeds to train}, [settings whose third seed waits for their first two]); a
   seed whose run lost a part does not count, the next one is trained in its place."""
   seeds = max(int(seeds), 2)
+  count = functools.cache(lambda name, k: _seeds_for(claim, store, name, k))
   wanted = {name: seeds for name in claim.settings}
   waiting = set()
   if seeds < 3:
-    first = stats(claim, store, {name: _seeds_for(claim, store, name, 2)
+    first = stats(claim, store, {name: count(name, 2)
                                  for name in claim.settings})
     for a, b in claim.pairs:
       sa, sb = first[a], first[b]
@@ -190,7 +191,7 @@ def seeds_needed(claim: Claim, store: S.Store, seeds: int = 2):
           wanted[qa] = wanted[qb] = 3
       else:
         waiting |= {qa, qb}
-  need = {name: _seeds_for(claim, store, name, wanted[name]) for name in claim.settings}
+  need = {name: count(name, wanted[name]) for name in claim.settings}
   return need, sorted(w for w in waiting if wanted[w] < 3)
 
 

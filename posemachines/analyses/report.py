@@ -13,6 +13,7 @@ import numpy as np
 
 from posemachines.analyses import claims as claims_lib
 from posemachines.analyses import summaries as S
+from posemachines.evaluation import metrics
 
 FIGURES = ('gradients.png', 'gradient_spread.png', 'stages.png', 'refinement.png',
            'belief_maps.png', 'schemes.png', 'receptive_fields.png', 'recurrent.png',
@@ -782,8 +783,8 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
             'compared settings differ by less than twice the larger of their spreads, both '
             'get a third (decided from the first two). Numbers are mean ± spread, the spread '
             'being the standard deviation across seeds; error bars show one spread.',
-            '- Lost parts: a run whose last output gets below 5% PCKh@0.5 on one part while '
-            'reaching 30% or more on all parts has lost that part\'s map (in the recurrent '
+            f'- Lost parts: a run whose last output gets below {metrics.LOST_BELOW:g}% PCKh@0.5 '
+            f'on one part while reaching {metrics.LOST_OVERALL:g}% or more on all parts has lost that part\'s map (in the recurrent '
             'model, a prediction map whose ReLU died in training: zero, or nearly, on every '
             'crop). It measures the lost map rather than the setting, so it is left out of the '
             'numbers and the setting trains the next seed in its place (at most '

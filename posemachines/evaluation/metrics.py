@@ -79,7 +79,12 @@ def auc(thresholds, curve) -> float:
   return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
 
 
-def lost_parts(stage: dict, below: float = 5.0, overall: float = 30.0) -> list[str]:
+LOST_BELOW = 5.0     # PCKh@0.5 (%) on a part below which an output has lost it ...
+LOST_OVERALL = 30.0  # ... while it reaches this much on all parts
+
+
+def lost_parts(stage: dict, below: float = LOST_BELOW,
+               overall: float = LOST_OVERALL) -> list[str]:
   """The parts an output has given up on: PCKh@0.5 below ``below`` % on the part while the
   output reaches ``overall`` % or more on all parts (``stage``: an output of an evaluation
   result, with 'pck@0.5' and 'per_part' as fractions). In a model whose prediction maps end in
