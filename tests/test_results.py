@@ -326,7 +326,8 @@ def test_scheme_gradient_and_receptive_field_verdicts(claims, tmp_path):
   text = _verdict(grads, g)
   assert text.startswith('holds: at stage1/trunk/conv1, nearest the input, the standard '
                          'deviation of the gradient values at the last recording (step 4) is '
-                         '5.66 times that without intermediate supervision (per seed: 8.00, '
+                         '5.66 times that without intermediate supervision (the geometric mean '
+                         'of the seeds\' ratios: 8.00, '
                          '4.00); from the first recording after initialisation (step 2) to the '
                          'last it went to 80% of its value with intermediate supervision and '
                          'to 15% without')
@@ -508,6 +509,10 @@ def test_page_and_figures_from_hand_made_summaries(claims, tmp_path):
   assert '| include + limbs | 2/2 | 74.1 ± 0.1 | 79.6 ± 0.1 | 80.1 ± 0.1 | 95.0 / 95.0 / ' \
          '95.0 |' in text
   assert '| 1 iteration | 2/2 | 71.6 ± 0.1 / 76.6 ± 0.1 | 76.6 ± 0.1 |' in text
+  # The claims without a table of their own (occlusion, visibility) give their seeds.
+  assert text.count('Seeds (kept / trained) of this claim: include + limbs 2/2, exclude + '
+                    'limbs 2/2, ignore + limbs 2/2; the table above takes every finished seed '
+                    'of a variant.') == 2
   # A figure the page no longer draws is removed.
   empty = S.Store(str(tmp_path / 'none'))
   report.write([claims_lib.evaluate(c, empty) for c in claims], empty, page, figs, 'cmd')

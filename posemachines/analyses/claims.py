@@ -536,7 +536,8 @@ def decide_gradients(st):
   ratio = float(np.exp(np.mean(np.log(ratios))))
   text = (f'at {layer}, nearest the input, the standard deviation of the gradient values at '
           f'the last recording (step {steps[-1]}) is {ratio:.2f} times that without '
-          f'intermediate supervision (per seed: {", ".join(f"{r:.2f}" for r in ratios)}); from '
+          f'intermediate supervision (the geometric mean of the seeds\' ratios: '
+          f'{", ".join(f"{r:.2f}" for r in ratios)}); from '
           f'the first recording after initialisation (step {steps[first]}) to the last it went '
           f'to {100 * kept(w):.0f}% of its value with intermediate supervision and to '
           f'{100 * kept(wo):.0f}% without')

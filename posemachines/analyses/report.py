@@ -841,6 +841,11 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
           written += figure_limb_blobs(r.claim.runs.recurrent_base,
                                        r.claim.runs.limb_blob_scale(), fig_dir)
           lines += fig('limb_blobs.png', 'limb blobs at both sizes')
+      if r.claim.key not in ('recurrent_iterations', 'recurrent_limbs'):
+        lines += ['Seeds (kept / trained) of this claim: '
+                  + ', '.join(f'{name} {_seeds(r.stats[name], r.seeds[name])}'
+                              for name in r.claim.settings)
+                  + '; the table above takes every finished seed of a variant.', '']
       lines += [f'**{_cap(r.text)}.**', '']
     light = section_light_occlusion(results, store, rstats)
     if light:
