@@ -233,6 +233,7 @@ def figure_receptive_fields(result, outdir):
               capsize=3)
   for f, n in zip(fields, names):
     ax.annotate(n, (f, st[n].mean), fontsize=7, textcoords='offset points', xytext=(4, -10))
+  ax.margins(x=0.1)   # room for the last label
   height = runs.person_height()
   ax.axvline(height, color='0.5', ls=':', lw=1)
   ax.text(height, ax.get_ylim()[0], ' person height', fontsize=7, color='0.4', va='bottom')
