@@ -639,7 +639,13 @@ DATA_PLAN = {
         'Stage-wise training saturates below joint training when the later stages cannot '
         'correct features that stage 1 learnt alone; at this scale each stage-wise phase is '
         'short (a third of the steps) and stage 1 alone is already strong. Check the schedule '
-        'first (each phase with the full 2,500 steps), then the data as for the stage claim.'),
+        'first (each phase with the full 2,500 steps), then the data as for the stage claim. '
+        'Training with the final stage\'s loss only is worst where the gradients that reach the '
+        'first stages are too small to train them. They do shrink here (about 10x near the '
+        'input, see the gradient claim), but Adam, used here, divides each parameter\'s step '
+        'by the running size of its own gradient, so a weight whose gradient shrank still moves '
+        'as fast; the paper trained with SGD, whose steps shrink with the gradient. If (iv) is '
+        'not the worst: the check is (i) and (iv) with SGD and momentum, then with 6 stages.'),
     'receptive_fields': (
         'The claim needs a task where a field smaller than the person loses information. In '
         'synthetic people a small field still sees each limb, and left/right cues sit on the '
