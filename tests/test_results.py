@@ -570,6 +570,36 @@ def test_a_real_tiny_run_leaves_a_small_summary(tfds_dir, tmp_path):
   assert plan_lib.execute(make, store, runs_dir) == []
 
 
+def test_a_sigterm_during_a_runs_final_evaluation_stops_before_the_next_run(
+    tfds_dir, tmp_path, monkeypatch):
+  import signal
+  from posemachines.training import distributed
+  from posemachines.training import loop
+  monkeypatch.setattr(distributed, '_NOTED', [])
+  config = tiny_config(tfds_dir, eval_every_steps=2)
+  specs = [plan_lib.spec(f'tiny_joint_s{seed}', tiny_config(tfds_dir, eval_every_steps=2,
+                                                            seed=seed)) for seed in (0, 1)]
+  store = S.Store(str(tmp_path / 'summaries'))
+  runs_dir = str(tmp_path / 'runs')
+  evaluate = loop.run_evaluation
+
+  def late_sigterm(*args, step=None, **kw):   # the signal comes during the last evaluation
+    if step == config.num_train_steps:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return evaluate(*args, step=step, **kw)
+  monkeypatch.setattr(loop, 'run_evaluation', late_sigterm)
+
+  def make():
+    return plan_lib.Plan([plan_lib.Planned(s, ['x'], store.finished(s.key)) for s in specs],
+                         [], 0.0)
+  with pytest.raises(SystemExit, match='Stopped before tiny_joint_s1: a SIGTERM came while the '
+                                       'run before it was finishing; rerun the same command'):
+    plan_lib.execute(make, store, runs_dir)
+  assert store.finished(specs[0].key)   # the run that was finishing is kept, summary and all
+  assert not store.finished(specs[1].key)
+  assert S.checkpoint_step(plan_lib.workdir(runs_dir, specs[1])) is None   # not started
+
+
 def test_declaring_a_field_at_its_neutral_value_keeps_the_run_keys():
   from posemachines.core import configs
   config = configs.cpm_small()

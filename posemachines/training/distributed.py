@@ -217,6 +217,16 @@ def raise_if_any(error: Exception | None, what: str) -> None:
     raise RuntimeError(f'{what} failed on another process; see its log.')
 
 
+_NOTED = []   # the signals any StopSignal of this process has received
+
+
+def stop_noted() -> bool:
+  """Whether a StopSignal of this process (or, with several, of any process: a collective)
+  received its signal, also one that came after the last step it polled (during the final
+  evaluation): a caller about to start more training stops instead."""
+  return any_process(bool(_NOTED))
+
+
 class StopSignal:
   """Turns SIGTERM into a request to stop at the next step that every process agrees on.
 
@@ -237,6 +247,7 @@ class StopSignal:
   def _handle(self, signum, frame):
     del frame
     self.received = signum
+    _NOTED.append(signum)
 
   def requested(self, poll: bool = True) -> bool:
     """Whether to stop now. One process looks at its own note. Several agree on it only where

@@ -7,6 +7,7 @@ import json
 import os
 import time
 
+from posemachines.training import distributed
 from posemachines.training import loop as train
 
 
@@ -36,6 +37,9 @@ def run_once(config, workdir: str, label: str = '', on_trained=None, outputs=())
   if result is not None:
     print(f'  {label or workdir}: finished earlier ({workdir})', flush=True)
     return workdir, result
+  if distributed.stop_noted():   # a SIGTERM that came as the run before this one finished
+    raise SystemExit(f'Stopped before {label or workdir}: a SIGTERM came while the run before '
+                     'it was finishing; rerun the same command to go on.')
   os.makedirs(workdir, exist_ok=True)
   print(f'  {label or workdir}: training {config.num_train_steps} steps in {workdir}', flush=True)
   t0 = time.time()
