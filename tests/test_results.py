@@ -323,16 +323,16 @@ def test_scheme_gradient_and_receptive_field_verdicts(claims, tmp_path):
   assert text.endswith(
       '(iv) final-stage loss only is not the worst at 85.5 ± 0.7, and with SGD it falls '
       'further behind joint training (check with SGD and momentum, the paper\'s optimiser: (i) '
-      '78.5 ± 0.7, (iv) 60.5 ± 0.7: (iv) -18.0 points from (i), against +4.5 with Adam): Adam, whose per-parameter '
-      'steps do not shrink with the gradients, makes up for the gradients that vanish towards '
-      'the input without intermediate supervision, which is why (iv) is not the worst here')
+      '78.5 ± 0.7, (iv) 60.5 ± 0.7: (iv) -18.0 points from (i), against +4.5 with Adam): '
+      'Adam, whose per-parameter steps do not shrink with the gradients, makes up for the '
+      'gradients that vanish towards the input without intermediate supervision, which is '
+      'why (iv) is not the worst here')
   put_setting(store, schemes, 'final_only_sgd', [82, 83, 82.5])
   assert _verdict(schemes, store).endswith(
       '(iv) final-stage loss only is not the worst at 85.5 ± 0.7, and with SGD it falls no '
       'further behind beyond the seeds\' spread (check with SGD and momentum, the paper\'s '
       'optimiser: (i) 78.5 ± 0.7, (iv) 82.5 ± 0.7: (iv) +4.0 points from (i), against +4.5 with '
-      'Adam): the optimiser '
-      'is not the reason')
+      'Adam): the optimiser is not the reason')
   sgd = schemes.settings['joint_sgd'](0)[0]
   assert sgd.label == 'cpm_T2_joint_sgd_s0' and not sgd.pictures
   assert (sgd.config.optim.name, sgd.config.optim.momentum) == ('sgd', 0.9)
@@ -576,15 +576,15 @@ def test_a_sigterm_during_a_runs_final_evaluation_stops_before_the_next_run(
   from posemachines.training import distributed
   from posemachines.training import loop
   monkeypatch.setattr(distributed, '_NOTED', [])
-  config = tiny_config(tfds_dir, eval_every_steps=2)
   specs = [plan_lib.spec(f'tiny_joint_s{seed}', tiny_config(tfds_dir, eval_every_steps=2,
                                                             seed=seed)) for seed in (0, 1)]
+  last = specs[0].config.num_train_steps
   store = S.Store(str(tmp_path / 'summaries'))
   runs_dir = str(tmp_path / 'runs')
   evaluate = loop.run_evaluation
 
   def late_sigterm(*args, step=None, **kw):   # the signal comes during the last evaluation
-    if step == config.num_train_steps:
+    if step == last:
       os.kill(os.getpid(), signal.SIGTERM)
     return evaluate(*args, step=step, **kw)
   monkeypatch.setattr(loop, 'run_evaluation', late_sigterm)

@@ -797,10 +797,11 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
             'being the standard deviation across seeds; error bars show one spread.',
             f'- Lost parts: a run whose last output gets below {metrics.LOST_BELOW:g}% PCKh@0.5 '
             f'on one part while reaching {metrics.LOST_OVERALL:g}% or more on all parts has lost '
-            'that part\'s map (in the recurrent model, a prediction map whose ReLU died in training: zero, or nearly, on every '
-            'crop). It measures the lost map rather than the setting, so it is left out of the '
-            'numbers and the setting trains the next seed in its place (at most '
-            f'{claims_lib.MAX_LOST} times; more makes the claim not settled). The verdict '
+            'that part\'s map (in the recurrent model, a prediction map whose ReLU died in '
+            'training: zero, or nearly, on every crop). It measures the lost map rather than '
+            'the setting, so it is left out of the numbers and the setting trains the next '
+            f'seed in its place (at most {claims_lib.MAX_LOST} times; more makes the claim not '
+            'settled). The verdict '
             'names such runs and the [convergence](#convergence) table marks them (the first '
             'such run\'s maps are drawn below).',
             '- A claim is **not yet run** until all its runs have finished (the tables show '

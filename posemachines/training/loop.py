@@ -259,7 +259,8 @@ def lost_warnings(result) -> list[str]:
     lost = metrics.lost_parts(s)
     if lost:
       out.append(f'warning: {_output_name(s)} has lost {", ".join(lost)} (PCKh@0.5 below '
-                 f'{metrics.LOST_BELOW:g}% on {"it" if len(lost) == 1 else "them"}, {100 * s["pck@0.5"]:.1f}% on all '
+                 f'{metrics.LOST_BELOW:g}% on {"it" if len(lost) == 1 else "them"}, '
+                 f'{100 * s["pck@0.5"]:.1f}% on all '
                  'parts): a prediction map that died in training, zero on every crop if it '
                  'ends in a ReLU (model.output_relu), does not recover; another seed may not '
                  'lose it')
