@@ -247,22 +247,28 @@ def test_third_seed_where_two_settings_are_within_twice_their_spread(claims, tmp
   store = S.Store(str(tmp_path / 'summaries'))
   stages = _claim(claims, 'stages')
   need, waiting = claims_lib.seeds_needed(stages, store, 2)
-  assert set(need.values()) == {2} and len(waiting) == 6
+  assert set(need.values()) == {2} and len(waiting) == 8
   for t, values in zip(range(1, 7), ([40, 41], [50, 51], [60, 64], [63, 65], [80, 81],
                                      [90, 90.5])):
     put_setting(store, stages, f'T={t}', values)
   need, waiting = claims_lib.seeds_needed(stages, store, 2)
+  heavy = [f'T={t}{claims_lib.HEAVY}' for t in claims_lib.STAGE_CHECK_TS]
+  assert waiting == sorted(heavy)   # the check's pair has no seeds yet
+  for name, values in zip(heavy, ([70, 70.5], [75, 76])):
+    put_setting(store, stages, name, values)
+  need, waiting = claims_lib.seeds_needed(stages, store, 2)
   # T=3 (62 ± 2.8) and T=4 (64 ± 1.4) differ by 2 < 2 x 2.8; every other pair is far apart.
-  assert need == {'T=1': 2, 'T=2': 2, 'T=3': 3, 'T=4': 3, 'T=5': 2, 'T=6': 2} and not waiting
+  assert need == {'T=1': 2, 'T=2': 2, 'T=3': 3, 'T=4': 3, 'T=5': 2, 'T=6': 2, heavy[0]: 2,
+                  heavy[1]: 2} and not waiting
   plan = plan_lib.build([stages], store, str(tmp_path / 'runs'), 2)
   todo = [p.spec.label for p in plan.runs if p.to_train]
   assert sorted(todo) == ['cpm_T3_joint_s2', 'cpm_T4_joint_s2']
-  assert claims_lib.evaluate(stages, store).text == 'not yet run (12 of 14 runs finished)'
+  assert claims_lib.evaluate(stages, store).text == 'not yet run (16 of 18 runs finished)'
   # The decision stays once the third seeds are in, whatever they say.
   for t in (3, 4):
     put(store, stages.settings[f'T={t}'](2)[0], 70.0)
   assert claims_lib.seeds_needed(stages, store, 2)[0]['T=3'] == 3
-  assert claims_lib.evaluate(stages, store).finished == 14
+  assert claims_lib.evaluate(stages, store).finished == 18
   # --seeds=3 asks for three everywhere.
   assert set(claims_lib.seeds_needed(stages, store, 3)[0].values()) == {3}
 
@@ -273,26 +279,49 @@ def _verdict(claim, store):
   return claims_lib.evaluate(claim, store).text
 
 
+def _put_stages(store, stages, values, heavy=(60, 60.5)):
+  """Three seeds of T=1..6 from ``values``, and of the heavy-occlusion check from ``heavy``."""
+  for t, v in zip(range(1, 7), values):
+    put_setting(store, stages, f'T={t}', [v, v + 1, v + 0.5])
+  for t, v in zip(claims_lib.STAGE_CHECK_TS, heavy):
+    put_setting(store, stages, f'T={t}{claims_lib.HEAVY}', [v, v + 1, v + 0.5])
+
+
 def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
   stages = _claim(claims, 'stages')
   store = S.Store(str(tmp_path / 'a'))
-  assert _verdict(stages, store) == 'not yet run (0 of 12 runs finished)'
+  assert _verdict(stages, store) == 'not yet run (0 of 16 runs finished)'  # 2 seeds each
   # Three seeds each: neighbours within twice their spread get a third seed anyway.
-  for t, v in zip(range(1, 7), (50, 60, 70, 80, 90, 90.5)):
-    put_setting(store, stages, f'T={t}', [v, v + 1, v + 0.5])
+  _put_stages(store, stages, (50, 60, 70, 80, 90, 90.5))
   text = _verdict(stages, store)
   assert text.startswith('holds: the final stage\'s accuracy rises with every stage up to 5 '
                          'and the gain from 5 to 6 is +0.5 points (T=1 50.5 ± 0.7, T=2 60.5')
   assert text.endswith('T=6 91.0 ± 0.5)')
   dip = S.Store(str(tmp_path / 'b'))
-  for t, v in zip(range(1, 7), (50, 60, 70, 65, 80, 81)):
-    put_setting(dip, stages, f'T={t}', [v, v + 1, v + 0.5])
-  assert _verdict(stages, dip).startswith(
+  _put_stages(dip, stages, (50, 60, 70, 65, 80, 81))
+  text = _verdict(stages, dip)
+  assert text.startswith(
       'does not hold, because the final stage\'s accuracy does not rise from T=3 to T=4 '
       '(T=1 50.5 ± 0.7')
+  # Why: the receptive fields of the stages against the paper's model's, and the check.
+  fields = stages.runs.stage_fields()
+  assert fields['paper'][0][:2] == [167.0, 407.0] and fields['paper'][1] == 368
+  assert ('/'.join(f'{f:.0f}' for f in fields['model'][0]) + ' px of the '
+          f'{fields["model"][1]:.0f}-px crop here') in text
+  assert 'the paper\'s stages reach the whole crop sooner than these' in text   # tiny crops
+  # On heavy occlusion T=6 gains +0.5 over T=4 (60.5 -> 61.0): no more than on the default data.
+  assert ('check on heavy occlusion, whose hidden parts must be placed from the rest of the '
+          'body: T=4 60.5 ± 0.5, T=6 61.0 ± 0.5 (+0.5, '
+          'against +16.0 on the default data): more stages do not add accuracy beyond T=4') in text
+  rises = S.Store(str(tmp_path / 'b2'))
+  _put_stages(rises, stages, (50, 60, 70, 80, 79, 80), heavy=(60, 66))
+  text = _verdict(stages, rises)
+  assert text.startswith('does not hold, because the final stage\'s accuracy does not rise '
+                         'from T=4 to T=5')
+  assert ('(+6.0, against +0.0 on the default data): where the data needs the context that '
+          'later stages bring, the stages after 4 add accuracy') in text
   late = S.Store(str(tmp_path / 'c'))
-  for t, v in zip(range(1, 7), (50, 60, 70, 75, 78, 85)):
-    put_setting(late, stages, f'T={t}', [v, v + 1, v + 0.5])
+  _put_stages(late, stages, (50, 60, 70, 75, 78, 85))
   assert 'the gain from T=5 to T=6 (+7.0) is not smaller than from T=4 to T=5 (+3.0)' in \
       _verdict(stages, late)
   # A run whose final evaluation moved by more than a point leaves the claim unsettled.
@@ -300,6 +329,25 @@ def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
   assert _verdict(stages, late).startswith(
       'not settled, because 1 of its runs did not converge (final evaluation more than 1.5 '
       'points from the one before: cpm_T2_joint_s1 (+2.5))')
+
+
+def test_the_analyses_stage_outputs_see_the_whole_crop_from_stage_2_as_the_papers():
+  """The fields the stage verdict quotes, on the real base of the analyses."""
+  import importlib.util
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location(
+      'analyses_cpu', os.path.join(root, 'experiments', 'analyses_cpu.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  fields = claims_lib.Runs(module.get_config(), None).stage_fields()
+  assert fields['model'] == ([83.0, 131.0, 179.0, 227.0, 275.0, 323.0], 96.0)
+  assert fields['paper'][0][:2] == [167.0, 407.0]   # the paper: 160 px, then about 400 px
+  assert claims_lib._stage_why({}, fields) == (  # noqa: SLF001
+      '. The outputs of stages 1-6 see 83/131/179/227/275/323 px of the 96-px crop here and '
+      '167/407/647/887/1127/1367 px of the 368-px crop in the paper\'s model: from stage 2 '
+      'here and stage 2 there every output sees the whole crop, so the stages after that add '
+      'depth and refinement, not field, in both, and the receptive field is not why the gains '
+      'stop earlier here')
 
 
 def test_scheme_gradient_and_receptive_field_verdicts(claims, tmp_path):
@@ -499,6 +547,9 @@ def test_page_and_figures_from_hand_made_summaries(claims, tmp_path):
     for t, v in zip(range(1, 7), (48, 56, 64, 72, 77, 80)):
       for s in by_key['stages'].settings[f'T={t}'](seed):
         put(store, s, v + seed, grads=_gradient_summary(0.1, 0.08))
+    for t, v in zip(claims_lib.STAGE_CHECK_TS, (60, 65)):
+      for s in by_key['stages'].settings[f'T={t}{claims_lib.HEAVY}'](seed):
+        put(store, s, v + seed)
     for setting, v in (('stagewise_finetune', 54.2), ('stagewise', 45), ('final_only', 30),
                        ('joint_long', 60), ('joint_sgd', 50), ('final_only_sgd', 20)):
       for s in by_key['schemes'].settings[setting](seed):
@@ -731,20 +782,26 @@ def test_a_claims_schedule_is_computed_once_per_state_of_the_store(tmp_path):
   loads = []
   load = store.load
   store.load = lambda key: loads.append(key) or load(key)
-  chains = list(stages.settings.values())
+  chains = list(stages.settings.values())   # T=1..6, then the check's two settings
+  n = len(chains)
+  assert n == 6 + len(claims_lib.STAGE_CHECK_TS)
   assert {c.factor() for c in chains} == {1}
   first = len(loads)
   # one look at every seed of every setting (3, and the seeds that may replace lost runs)
-  assert first == 6 * (3 + claims_lib.MAX_LOST)
+  assert first == n * (3 + claims_lib.MAX_LOST)
   for seed in range(3):
-    assert [c(seed)[0].config.num_train_steps for c in chains] == [4] * 6
+    assert [c(seed)[0].config.num_train_steps for c in chains] == [4] * n
   assert len(loads) == first   # nothing finished since: no second look
   t3 = chains[2](0)[0]
   put(store, t3, 80.0, change=2.5)   # T=3 seed 0 did not converge
-  assert [c.factor() for c in chains] == [2] * 6
+  assert [c.factor() for c in chains] == [2] * n   # the check follows: never shorter
   assert len(loads) > first
   put(store, t3, 80.0, change=0.1)   # rewritten, now converged: back to 1x
-  assert [c(0)[0].config.num_train_steps for c in chains] == [4] * 6
+  assert [c(0)[0].config.num_train_steps for c in chains] == [4] * n
+  # A check's run that did not converge lengthens the check alone.
+  h = chains[-1](0)[0]
+  put(store, h, 70.0, change=2.5)
+  assert [c.factor() for c in chains] == [1] * 6 + [2] * (n - 6)
 
 
 def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
@@ -754,8 +811,7 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
                             tiny_recurrent_config(data), rf_kernels=((3, 1), (5, 5)),
                             store=store)
   stages = _claim(claims, 'stages')
-  for t, v in zip(range(1, 7), (50, 60, 70, 80, 90, 90.5)):
-    put_setting(store, stages, f'T={t}', [v, v + 1, v + 0.5])
+  _put_stages(store, stages, (50, 60, 70, 80, 90, 90.5))
   first = stages.settings['T=5'](1)[0]
   assert first.label == 'cpm_T5_joint_s1' and first.config.num_train_steps == 4
   assert _verdict(stages, store).startswith('holds')
@@ -770,17 +826,22 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   assert other.settings['joint'](1)[0].label == 'cpm_T2_joint_s1'
   plan = plan_lib.build([stages], store, str(tmp_path / 'runs'), 2)
   todo = sorted(p.spec.label for p in plan.to_train())
-  assert todo == sorted(f'cpm_T{t}_joint_x2_s{seed}' for t in range(1, 7) for seed in (0, 1))
+  assert todo == sorted([f'cpm_T{t}_joint_x2_s{seed}' for t in range(1, 7) for seed in (0, 1)]
+                        + [f'cpm_T{t}_joint_heavy_x2_s{seed}' for t in claims_lib.STAGE_CHECK_TS
+                           for seed in (0, 1)])   # the check: never shorter than the claim
   states = {p.spec.label: p for p in plan.runs}
   assert states['cpm_T5_joint_s1'].superseded and not states['cpm_T5_joint_s1'].to_train
   assert states['cpm_T4_joint_s1'].superseded   # converged, but shorter than the others
   text = '\n'.join(plan_lib.describe(plan, store))
-  assert 'superseded (trained longer)' in text and '12 superseded' in text
-  assert _verdict(stages, store) == 'not yet run (0 of 12 runs finished)'
+  assert 'superseded (trained longer)' in text and '16 superseded' in text   # 12 + the check's 4
+  assert _verdict(stages, store) == 'not yet run (0 of 16 runs finished)'
   # Converged at 2x: the claim is decided on the longer runs.
   for t, v in zip(range(1, 7), (55, 65, 75, 85, 95, 99)):
     for seed in (0, 1):
       put(store, stages.settings[f'T={t}'](seed)[0], v + seed)
+  for t, v in zip(claims_lib.STAGE_CHECK_TS, (70, 80)):
+    for seed in (0, 1):
+      put(store, stages.settings[f'T={t}{claims_lib.HEAVY}'](seed)[0], v + seed)
   assert stages.settings['T=5'](0)[0].label == 'cpm_T5_joint_x2_s0'
   assert 'T=5 95.5 ± 0.7' in _verdict(stages, store)
   assert _verdict(stages, store).endswith(
@@ -792,10 +853,13 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   for seed in (0, 1):
     put(store, stages.settings['T=5'](seed)[0], 96, change=2.0)
   assert stages.settings['T=5'](0)[0].config.num_train_steps == 16   # no longer than 4x
-  assert _verdict(stages, store).startswith('not yet run (2 of 12 runs finished)')
+  assert _verdict(stages, store).startswith('not yet run (2 of 16 runs finished)')
   for t in (1, 2, 3, 4, 6):
     for seed in (0, 1):
       put(store, stages.settings[f'T={t}'](seed)[0], 90)
+  for t, v in zip(claims_lib.STAGE_CHECK_TS, (70, 80)):
+    for seed in (0, 1):
+      put(store, stages.settings[f'T={t}{claims_lib.HEAVY}'](seed)[0], v + seed)
   assert _verdict(stages, store).startswith(
       'not settled, because 2 of its runs did not converge (final evaluation more than 1.5 '
       'points from the one before: cpm_T5_joint_x4_s0 (+2.0), cpm_T5_joint_x4_s1 (+2.0))')
@@ -807,8 +871,9 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   assert '| cpm_T5_joint_s1 |' in text and 'no (superseded: trained longer)' in text
   assert '| cpm_T4_joint_x2_s1 |' in text and 'yes (superseded: trained longer)' in text
   assert '| 5 | 16 | 2/2 |' in text and '| 4 | 16 | 2/2 |' in text
-  # The sweep's 2 seeds at 1x, 2x and 4x, 600 CPU s each (the third seeds at 1x are not needed).
-  assert '36 runs have finished so far: 6.0 CPU hours' in text
+  # The sweep's and the check's 2 seeds at 1x, 2x and 4x, 600 CPU s each (the third seeds at
+  # 1x are not needed).
+  assert '48 runs have finished so far: 8.0 CPU hours' in text
   # A chain (stage-wise then fine-tuning) is lengthened phase by phase, parents re-keyed.
   chain = claims_lib.lengthen(claims[0].runs.stagewise(0, True), 2)
   assert [s.label for s in chain] == ['cpm_T2_stagewise1_x2_s0', 'cpm_T2_stagewise2_x2_s0',
