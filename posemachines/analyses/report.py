@@ -164,6 +164,9 @@ def figure_stages(result, outdir):
   ax.errorbar(ts, [st[n].mean for n in names], yerr=[st[n].sd for n in names], fmt='o-',
               capsize=3, color='C0', zorder=2, label='final stage of a T-stage model')
   heavy = [n for n in st if st[n].n and n.endswith(claims_lib.HEAVY)]
+  for n in heavy:
+    ms = per_stage(st[n])
+    ax.plot(range(1, t_of(n) + 1), [m for m, _ in ms], '--', color='#f0a0a0', lw=1, zorder=1)
   if heavy:
     ax.errorbar([t_of(n) for n in heavy], [st[n].mean for n in heavy],
                 yerr=[st[n].sd for n in heavy], fmt='s--', capsize=3, color='C3', zorder=2,
