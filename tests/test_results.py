@@ -318,6 +318,9 @@ def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
   text = _verdict(stages, rises)
   assert text.startswith('does not hold, because the final stage\'s accuracy does not rise '
                          'from T=4 to T=5')
+  assert ('; inside the T=6 model stage 4 reaches 70.5 against 80.5 as the last stage of T=4, '
+          'and its stages 5-6 bring it to 80.5: the extra stages make up for weaker earlier '
+          'stages rather than adding to them;') in text
   assert ('(+6.0, against +0.0 on the default data): where the data needs the context that '
           'later stages bring, the stages after 4 add accuracy') in text
   late = S.Store(str(tmp_path / 'c'))

@@ -639,6 +639,14 @@ def _stage_why(st, fields) -> str:
       text += ('the paper\'s stages reach the whole crop sooner than these, so the receptive '
                'field may be the reason')
   lo, hi = (f'T={t}' for t in (STAGE_CHECK_TS[0], STAGE_CHECK_TS[-1]))
+  t_lo, t_hi = STAGE_CHECK_TS[0], STAGE_CHECK_TS[-1]
+  if st.get(lo) is not None and st.get(hi) is not None and st[lo].n and st[hi].n:
+    inner = float(np.mean([S.pck(l, t_lo - 1) for l in st[hi].loaded]))
+    if inner < st[lo].mean - max(st[lo].sd, st[hi].sd):
+      text += (f'; inside the {hi} model stage {t_lo} reaches {inner:.1f} against '
+               f'{st[lo].mean:.1f} as the last stage of {lo}, and its stages {t_lo + 1}-{t_hi} '
+               f'bring it to {st[hi].mean:.1f}: the extra stages make up for weaker earlier '
+               'stages rather than adding to them')
   h_lo, h_hi = st.get(lo + HEAVY), st.get(hi + HEAVY)
   if h_lo is None or h_hi is None or not (h_lo.n and h_hi.n):
     return text

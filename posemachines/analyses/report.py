@@ -647,7 +647,11 @@ DATA_PLAN = {
         'occlusion (2-3 occluders in nine images in ten, about 28% of the parts hidden, as '
         'the recurrent claims), where a hidden part must be placed from the rest of the body: '
         'if the extra stages add accuracy there, the default data is too easy to show the '
-        'paper\'s curve; if not, the data\'s occlusion is not the reason either.'),
+        'paper\'s curve; if not, the data\'s occlusion is not the reason either. The next '
+        'candidate is then the model: every stage after the first reads the same image '
+        'features, here 32 channels from a three-layer trunk with 5x5 kernels (the paper\'s: '
+        '128 channels, 9x9 kernels), and what they carry bounds what any number of stages can '
+        'infer from them; a check would train the same two models with a wider trunk.'),
     'schemes': (
         'Stage-wise training saturates below joint training when the later stages cannot '
         'correct features that stage 1 learnt alone; at this scale each stage-wise phase is '
