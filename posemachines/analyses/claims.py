@@ -366,24 +366,16 @@ class Runs:
 
   @functools.lru_cache(maxsize=None)
   def receptive_field(self, trunk: int | None, stage: int | None) -> float:
-    from posemachines import models
-    from posemachines.tools import receptive_field
-    c = self.cpm if trunk is None else self.rf_config(trunk, stage)
-    return float(receptive_field.receptive_fields(models.build(c), c.data.crop_size)[-1][0].size)
+    return output_fields(self.cpm if trunk is None else self.rf_config(trunk, stage))[-1]
 
   @functools.lru_cache(maxsize=None)
   def stage_fields(self) -> dict:
     """{'model'|'paper': ([receptive field of each stage's output, px], crop size, px)} of the
     6-stage CPM base and of the paper's 6-stage model."""
-    from posemachines import models
     from posemachines.core import configs
-    from posemachines.tools import receptive_field
-    out = {}
-    for name, c in (('model', overrides.derive(self.cpm, **{'model.num_stages': 6})),
-                    ('paper', configs.cpm_release(6))):
-      fields = receptive_field.receptive_fields(models.build(c), c.data.crop_size)
-      out[name] = ([float(f[0].size) for f in fields], float(c.data.crop_size))
-    return out
+    return {name: (output_fields(c), float(c.data.crop_size))
+            for name, c in (('model', overrides.derive(self.cpm, **{'model.num_stages': 6})),
+                            ('paper', configs.cpm_release(6)))}
 
   @functools.lru_cache(maxsize=None)
   def parameters(self, trunk: int | None, stage: int | None) -> int:
@@ -441,15 +433,20 @@ class Runs:
   def recurrent_fields(self) -> dict:
     """{'model'|'paper': ([receptive field of each output, px], normalised person's height, px)}
     of the recurrent base (2 iterations, as the paper's rows) and of the paper's model."""
-    from posemachines import models
     from posemachines.core import configs
-    from posemachines.tools import receptive_field
     out = {}
     for name, c in (('model', self.recurrent_base), ('paper', configs.recurrent_paper())):
       c = overrides.derive(c, **{'model.num_iterations': 2, 'model.limb_heatmaps': False})
-      fields = receptive_field.receptive_fields(models.build(c), c.data.crop_size)
-      out[name] = ([float(f[0].size) for f in fields], person_height(c))
+      out[name] = (output_fields(c), person_height(c))
     return out
+
+
+def output_fields(config) -> list[float]:
+  """The receptive field (px, along the rows) of each of the model's outputs on its crops."""
+  from posemachines import models
+  from posemachines.tools import receptive_field
+  fields = receptive_field.receptive_fields(models.build(config), config.data.crop_size)
+  return [float(f[0].size) for f in fields]
 
 
 def person_height(config) -> float:
@@ -638,8 +635,8 @@ def _stage_why(st, fields) -> str:
     else:
       text += ('the paper\'s stages reach the whole crop sooner than these, so the receptive '
                'field may be the reason')
-  lo, hi = (f'T={t}' for t in (STAGE_CHECK_TS[0], STAGE_CHECK_TS[-1]))
   t_lo, t_hi = STAGE_CHECK_TS[0], STAGE_CHECK_TS[-1]
+  lo, hi = f'T={t_lo}', f'T={t_hi}'
   if st.get(lo) is not None and st.get(hi) is not None and st[lo].n and st[hi].n:
     inner = float(np.mean([S.pck(l, t_lo - 1) for l in st[hi].loaded]))
     if inner < st[lo].mean - max(st[lo].sd, st[hi].sd):
@@ -657,8 +654,8 @@ def _stage_why(st, fields) -> str:
            f'on the default data)')
   if gain_h > max(SMALL_GAIN, gain + spread):
     return text + (f'; {check}: where the data needs the context that later stages bring, the '
-                   f'stages after {lo[2:]} add accuracy, so the default synthetic people, '
-                   f'which stage {lo[2:]} already solves to within a few points, are why the '
+                   f'stages after {t_lo} add accuracy, so the default synthetic people, '
+                   f'which stage {t_lo} already solves to within a few points, are why the '
                    'gains stop there')
   return text + (f'; {check}: more stages do not add accuracy beyond {lo} even where hidden '
                  'parts must be placed from the rest of the body, so the occlusion context of '
