@@ -64,11 +64,16 @@ CHECKS = ('paperblobs', 'half', 'light')
 # ... and to the CPM base (Runs.cpm_check_changes):
 #   sgd         SGD with momentum and weight decay, the paper's optimiser, for Adam;
 #   heavy       the synthetic people with heavy occlusion, whose hidden parts must be placed
-#               from the rest of the body, for the default light occlusion.
-CPM_CHECKS = ('sgd', 'heavy')
-# The stage check's models: where the stage sweep stops rising, trained on heavy occlusion.
+#               from the rest of the body, for the default light occlusion;
+#   wide        the shared image features twice as wide: the trunk's layers and the features
+#               each stage after the first takes from it (x' in the paper).
+CPM_CHECKS = ('sgd', 'heavy', 'wide')
+# The stage checks' models: where the stage sweep stops rising, trained on heavy occlusion and
+# with wider shared features.
 STAGE_CHECK_TS = (4, 6)
 HEAVY = ', heavy occlusion'
+WIDE = ', wide features'
+STAGE_CHECKS = {HEAVY: 'heavy', WIDE: 'wide'}   # the stage checks' name suffixes and checks
 PAPER_RECURRENT_INPUT = 248   # px, the recurrent paper's input
 LIMB_CHECK = 'include + limbs, limb blobs at the paper\'s size'
 HALF = ', half width'
@@ -328,8 +333,7 @@ class Runs:
     return (spec(f'cpm_T{self.cpm.model.num_stages}_final_only{f"_{check}" if check else ""}'
                  f'_s{seed}', c),)
 
-  @staticmethod
-  def cpm_check_changes(check: str) -> dict:
+  def cpm_check_changes(self, check: str) -> dict:
     """The config changes of a check of the CPM claims (see CPM_CHECKS; '' for none)."""
     if not check:
       return {}
@@ -337,6 +341,10 @@ class Runs:
       return dict(SGD_CHANGES)
     if check == 'heavy':
       return {'data.synthetic_occlusion': 'heavy'}
+    if check == 'wide':
+      m = self.cpm.model
+      return {'model.trunk_widths': tuple(2 * w for w in m.trunk_widths),
+              'model.stage_feature_width': 2 * m.stage_feature_width}
     raise ValueError(f'unknown CPM check {check!r}: one of {", ".join(CPM_CHECKS)}')
 
   @functools.lru_cache(maxsize=None)
@@ -596,7 +604,7 @@ def decide_gradients(st):
 
 def decide_stages(st, fields=None):
   """``fields``: Runs.stage_fields(), for the account of a claim that does not hold."""
-  names = [q for q in st if not q.endswith(HEAVY)]
+  names = [q for q in st if not q.endswith(tuple(STAGE_CHECKS))]
   means = [st[n].mean for n in names]
   gains = np.diff(means)
   listed = _seq(st, names)
@@ -918,9 +926,10 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       + [Quantity(f'stage {t + 1}: elbows', 'joint', _parts(ELBOWS, t)) for t in range(base_t)],
       [(f'stage {t}', f'stage {t + 1}') for t in range(1, base_t)], decide_refinement))
   ts = range(1, 7)
-  # The check of why the sweep stops rising: its ends trained on heavy occlusion.
-  heavy = {f'T={t}' + HEAVY: (lambda seed, t=t: runs.joint(t, seed, check='heavy'))
-           for t in STAGE_CHECK_TS}
+  # The checks of why the sweep stops rising: its ends trained on heavy occlusion, and with
+  # wider shared features.
+  heavy = {f'T={t}' + suffix: (lambda seed, t=t, c=check: runs.joint(t, seed, check=c))
+           for suffix, check in STAGE_CHECKS.items() for t in STAGE_CHECK_TS}
   claims.append(Claim(
       'stages', 'stages', 'Number of stages (CPM Fig. 6c)',
       'Accuracy of the final stage rises with the number of stages, monotonically up to about '
@@ -928,7 +937,8 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       {**{f'T={t}': (lambda seed, t=t: runs.joint(t, seed)) for t in ts}, **heavy},
       [Quantity(f'T={t}', f'T={t}', _final) for t in ts]
       + [Quantity(n, n, _final) for n in heavy],
-      [(f'T={t}', f'T={t + 1}') for t in ts[:-1]] + [tuple(heavy)],
+      [(f'T={t}', f'T={t + 1}') for t in ts[:-1]]
+      + [tuple(f'T={t}' + suffix for t in STAGE_CHECK_TS) for suffix in STAGE_CHECKS],
       lambda st: decide_stages(st, runs.stage_fields()), checks=tuple(heavy)))
   long_steps = runs.stagewise_steps()   # as many as (iii); both lengthened alike
   scheme = Claim(
