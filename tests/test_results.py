@@ -247,28 +247,29 @@ def test_third_seed_where_two_settings_are_within_twice_their_spread(claims, tmp
   store = S.Store(str(tmp_path / 'summaries'))
   stages = _claim(claims, 'stages')
   need, waiting = claims_lib.seeds_needed(stages, store, 2)
-  assert set(need.values()) == {2} and len(waiting) == 8
+  assert set(need.values()) == {2} and len(waiting) == 10
   for t, values in zip(range(1, 7), ([40, 41], [50, 51], [60, 64], [63, 65], [80, 81],
                                      [90, 90.5])):
     put_setting(store, stages, f'T={t}', values)
   need, waiting = claims_lib.seeds_needed(stages, store, 2)
   heavy = [f'T={t}{claims_lib.HEAVY}' for t in claims_lib.STAGE_CHECK_TS]
-  assert waiting == sorted(heavy)   # the check's pair has no seeds yet
-  for name, values in zip(heavy, ([70, 70.5], [75, 76])):
+  wide = [f'T={t}{claims_lib.WIDE}' for t in claims_lib.STAGE_CHECK_TS]
+  assert waiting == sorted(heavy + wide)   # the checks' pairs have no seeds yet
+  for name, values in zip(heavy + wide, ([70, 70.5], [75, 76], [71, 71.5], [76, 77])):
     put_setting(store, stages, name, values)
   need, waiting = claims_lib.seeds_needed(stages, store, 2)
   # T=3 (62 ± 2.8) and T=4 (64 ± 1.4) differ by 2 < 2 x 2.8; every other pair is far apart.
   assert need == {'T=1': 2, 'T=2': 2, 'T=3': 3, 'T=4': 3, 'T=5': 2, 'T=6': 2, heavy[0]: 2,
-                  heavy[1]: 2} and not waiting
+                  heavy[1]: 2, wide[0]: 2, wide[1]: 2} and not waiting
   plan = plan_lib.build([stages], store, str(tmp_path / 'runs'), 2)
   todo = [p.spec.label for p in plan.runs if p.to_train]
   assert sorted(todo) == ['cpm_T3_joint_s2', 'cpm_T4_joint_s2']
-  assert claims_lib.evaluate(stages, store).text == 'not yet run (16 of 18 runs finished)'
+  assert claims_lib.evaluate(stages, store).text == 'not yet run (20 of 22 runs finished)'
   # The decision stays once the third seeds are in, whatever they say.
   for t in (3, 4):
     put(store, stages.settings[f'T={t}'](2)[0], 70.0)
   assert claims_lib.seeds_needed(stages, store, 2)[0]['T=3'] == 3
-  assert claims_lib.evaluate(stages, store).finished == 18
+  assert claims_lib.evaluate(stages, store).finished == 22
   # --seeds=3 asks for three everywhere.
   assert set(claims_lib.seeds_needed(stages, store, 3)[0].values()) == {3}
 
@@ -279,18 +280,20 @@ def _verdict(claim, store):
   return claims_lib.evaluate(claim, store).text
 
 
-def _put_stages(store, stages, values, heavy=(60, 60.5)):
-  """Three seeds of T=1..6 from ``values``, and of the heavy-occlusion check from ``heavy``."""
+def _put_stages(store, stages, values, heavy=(60, 60.5), wide=(62, 62.5)):
+  """Three seeds of T=1..6 from ``values``, of the heavy-occlusion check from ``heavy`` and of
+  the wide-features check from ``wide``."""
   for t, v in zip(range(1, 7), values):
     put_setting(store, stages, f'T={t}', [v, v + 1, v + 0.5])
-  for t, v in zip(claims_lib.STAGE_CHECK_TS, heavy):
-    put_setting(store, stages, f'T={t}{claims_lib.HEAVY}', [v, v + 1, v + 0.5])
+  for suffix, vs in ((claims_lib.HEAVY, heavy), (claims_lib.WIDE, wide)):
+    for t, v in zip(claims_lib.STAGE_CHECK_TS, vs):
+      put_setting(store, stages, f'T={t}{suffix}', [v, v + 1, v + 0.5])
 
 
 def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
   stages = _claim(claims, 'stages')
   store = S.Store(str(tmp_path / 'a'))
-  assert _verdict(stages, store) == 'not yet run (0 of 16 runs finished)'  # 2 seeds each
+  assert _verdict(stages, store) == 'not yet run (0 of 20 runs finished)'  # 2 seeds each
   # Three seeds each: neighbours within twice their spread get a third seed anyway.
   _put_stages(store, stages, (50, 60, 70, 80, 90, 90.5))
   text = _verdict(stages, store)
@@ -313,6 +316,26 @@ def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
   assert ('check on heavy occlusion, whose hidden parts must be placed from the rest of the '
           'body: T=4 60.5 ± 0.5, T=6 61.0 ± 0.5 (+0.5, '
           'against +16.0 on the default data): more stages do not add accuracy beyond T=4') in text
+  # With features twice as wide T=6 gains +0.5 over T=4 (62.5 -> 63.0): not the reason either.
+  wide = stages.runs.wide_text()
+  m = stages.runs.cpm.model
+  assert wide == (f'trunk {"/".join(str(w) for w in m.trunk_widths)} -> '
+                  f'{"/".join(str(2 * w) for w in m.trunk_widths)} channels, stage features '
+                  f'{m.stage_feature_width} -> {2 * m.stage_feature_width}')
+  assert stages.settings[f'T=6{claims_lib.WIDE}'](0)[0].config.model.trunk_widths == tuple(
+      2 * w for w in m.trunk_widths)
+  assert (f'check with the shared image features twice as wide ({wide}): T=4 62.5 ± 0.5, '
+          'T=6 63.0 ± 0.5 (+0.5, against +16.0 with the default widths; -3.0 at T=4 and -18.5 '
+          'at T=6 over the default widths): wider shared features do not make the stages after '
+          '4 pay either') in text
+  assert text.endswith('and the cause of the flat curve beyond T=4 is not found')
+  narrow = S.Store(str(tmp_path / 'b1'))
+  _put_stages(narrow, stages, (50, 60, 70, 80, 79, 80), wide=(81, 86))
+  text = _verdict(stages, narrow)
+  assert ('(+5.0, against +0.0 with the default widths; +1.0 at T=4 and +6.0 at T=6 over the '
+          'default widths): with wider features to share the stages after 4 add accuracy, so '
+          'the narrow image features that every stage of this small model reads are why the '
+          'gains stop there') in text
   rises = S.Store(str(tmp_path / 'b2'))
   _put_stages(rises, stages, (50, 60, 70, 80, 79, 80), heavy=(60, 66))
   text = _verdict(stages, rises)
@@ -550,9 +573,10 @@ def test_page_and_figures_from_hand_made_summaries(claims, tmp_path):
     for t, v in zip(range(1, 7), (48, 56, 64, 72, 77, 80)):
       for s in by_key['stages'].settings[f'T={t}'](seed):
         put(store, s, v + seed, grads=_gradient_summary(0.1, 0.08))
-    for t, v in zip(claims_lib.STAGE_CHECK_TS, (60, 65)):
-      for s in by_key['stages'].settings[f'T={t}{claims_lib.HEAVY}'](seed):
-        put(store, s, v + seed)
+    for suffix in claims_lib.STAGE_CHECKS:
+      for t, v in zip(claims_lib.STAGE_CHECK_TS, (60, 65)):
+        for s in by_key['stages'].settings[f'T={t}{suffix}'](seed):
+          put(store, s, v + seed)
     for setting, v in (('stagewise_finetune', 54.2), ('stagewise', 45), ('final_only', 30),
                        ('joint_long', 60), ('joint_sgd', 50), ('final_only_sgd', 20)):
       for s in by_key['schemes'].settings[setting](seed):
@@ -787,7 +811,7 @@ def test_a_claims_schedule_is_computed_once_per_state_of_the_store(tmp_path):
   store.load = lambda key: loads.append(key) or load(key)
   chains = list(stages.settings.values())   # T=1..6, then the check's two settings
   n = len(chains)
-  assert n == 6 + len(claims_lib.STAGE_CHECK_TS)
+  assert n == 6 + len(claims_lib.STAGE_CHECK_TS) * len(claims_lib.STAGE_CHECKS)
   assert {c.factor() for c in chains} == {1}
   first = len(loads)
   # one look at every seed of every setting (3, and the seeds that may replace lost runs)
@@ -830,21 +854,23 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   plan = plan_lib.build([stages], store, str(tmp_path / 'runs'), 2)
   todo = sorted(p.spec.label for p in plan.to_train())
   assert todo == sorted([f'cpm_T{t}_joint_x2_s{seed}' for t in range(1, 7) for seed in (0, 1)]
-                        + [f'cpm_T{t}_joint_heavy_x2_s{seed}' for t in claims_lib.STAGE_CHECK_TS
-                           for seed in (0, 1)])   # the check: never shorter than the claim
+                        + [f'cpm_T{t}_joint_{check}_x2_s{seed}' for t in claims_lib.STAGE_CHECK_TS
+                           for check in claims_lib.STAGE_CHECKS.values()
+                           for seed in (0, 1)])   # the checks: never shorter than the claim
   states = {p.spec.label: p for p in plan.runs}
   assert states['cpm_T5_joint_s1'].superseded and not states['cpm_T5_joint_s1'].to_train
   assert states['cpm_T4_joint_s1'].superseded   # converged, but shorter than the others
   text = '\n'.join(plan_lib.describe(plan, store))
-  assert 'superseded (trained longer)' in text and '16 superseded' in text   # 12 + the check's 4
-  assert _verdict(stages, store) == 'not yet run (0 of 16 runs finished)'
+  assert 'superseded (trained longer)' in text and '20 superseded' in text   # 12 + the checks' 8
+  assert _verdict(stages, store) == 'not yet run (0 of 20 runs finished)'
   # Converged at 2x: the claim is decided on the longer runs.
   for t, v in zip(range(1, 7), (55, 65, 75, 85, 95, 99)):
     for seed in (0, 1):
       put(store, stages.settings[f'T={t}'](seed)[0], v + seed)
-  for t, v in zip(claims_lib.STAGE_CHECK_TS, (70, 80)):
-    for seed in (0, 1):
-      put(store, stages.settings[f'T={t}{claims_lib.HEAVY}'](seed)[0], v + seed)
+  for suffix in claims_lib.STAGE_CHECKS:
+    for t, v in zip(claims_lib.STAGE_CHECK_TS, (70, 80)):
+      for seed in (0, 1):
+        put(store, stages.settings[f'T={t}{suffix}'](seed)[0], v + seed)
   assert stages.settings['T=5'](0)[0].label == 'cpm_T5_joint_x2_s0'
   assert 'T=5 95.5 ± 0.7' in _verdict(stages, store)
   assert _verdict(stages, store).endswith(
@@ -856,13 +882,14 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   for seed in (0, 1):
     put(store, stages.settings['T=5'](seed)[0], 96, change=2.0)
   assert stages.settings['T=5'](0)[0].config.num_train_steps == 16   # no longer than 4x
-  assert _verdict(stages, store).startswith('not yet run (2 of 16 runs finished)')
+  assert _verdict(stages, store).startswith('not yet run (2 of 20 runs finished)')
   for t in (1, 2, 3, 4, 6):
     for seed in (0, 1):
       put(store, stages.settings[f'T={t}'](seed)[0], 90)
-  for t, v in zip(claims_lib.STAGE_CHECK_TS, (70, 80)):
-    for seed in (0, 1):
-      put(store, stages.settings[f'T={t}{claims_lib.HEAVY}'](seed)[0], v + seed)
+  for suffix in claims_lib.STAGE_CHECKS:
+    for t, v in zip(claims_lib.STAGE_CHECK_TS, (70, 80)):
+      for seed in (0, 1):
+        put(store, stages.settings[f'T={t}{suffix}'](seed)[0], v + seed)
   assert _verdict(stages, store).startswith(
       'not settled, because 2 of its runs did not converge (final evaluation more than 1.5 '
       'points from the one before: cpm_T5_joint_x4_s0 (+2.0), cpm_T5_joint_x4_s1 (+2.0))')
@@ -874,9 +901,9 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   assert '| cpm_T5_joint_s1 |' in text and 'no (superseded: trained longer)' in text
   assert '| cpm_T4_joint_x2_s1 |' in text and 'yes (superseded: trained longer)' in text
   assert '| 5 | 16 | 2/2 |' in text and '| 4 | 16 | 2/2 |' in text
-  # The sweep's and the check's 2 seeds at 1x, 2x and 4x, 600 CPU s each (the third seeds at
+  # The sweep's and the checks' 2 seeds at 1x, 2x and 4x, 600 CPU s each (the third seeds at
   # 1x are not needed).
-  assert '48 runs have finished so far: 8.0 CPU hours' in text
+  assert '60 runs have finished so far: 10.0 CPU hours' in text
   # A chain (stage-wise then fine-tuning) is lengthened phase by phase, parents re-keyed.
   chain = claims_lib.lengthen(claims[0].runs.stagewise(0, True), 2)
   assert [s.label for s in chain] == ['cpm_T2_stagewise1_x2_s0', 'cpm_T2_stagewise2_x2_s0',

@@ -347,6 +347,13 @@ class Runs:
               'model.stage_feature_width': 2 * m.stage_feature_width}
     raise ValueError(f'unknown CPM check {check!r}: one of {", ".join(CPM_CHECKS)}')
 
+  def wide_text(self) -> str:
+    """The wide check's widths against the base's, in words."""
+    m, w = self.cpm.model, self.cpm_check_changes('wide')
+    slash = lambda ws: '/'.join(str(x) for x in ws)  # noqa: E731
+    return (f'trunk {slash(m.trunk_widths)} -> {slash(w["model.trunk_widths"])} channels, '
+            f'stage features {m.stage_feature_width} -> {w["model.stage_feature_width"]}')
+
   @functools.lru_cache(maxsize=None)
   def stagewise(self, seed: int, finetune: bool) -> tuple[RunSpec, ...]:
     t = self.cpm.model.num_stages
@@ -602,8 +609,9 @@ def decide_gradients(st):
   return False, text + ' (the claim needs a ratio of at least 2 in every seed)'
 
 
-def decide_stages(st, fields=None):
-  """``fields``: Runs.stage_fields(), for the account of a claim that does not hold."""
+def decide_stages(st, fields=None, wide=''):
+  """``fields``: Runs.stage_fields(), and ``wide``: Runs.wide_text(), for the account of a
+  claim that does not hold."""
   names = [q for q in st if not q.endswith(tuple(STAGE_CHECKS))]
   means = [st[n].mean for n in names]
   gains = np.diff(means)
@@ -612,12 +620,12 @@ def decide_stages(st, fields=None):
   stop = _rises(st, upto5)
   if stop:
     return False, (f'the final stage\'s accuracy does not rise from {stop[0]} to {stop[1]} '
-                   f'({listed})' + _stage_why(st, fields))
+                   f'({listed})' + _stage_why(st, fields, wide))
   if len(gains) < 5:
     return True, f'the final stage\'s accuracy rises with every stage ({listed})'
   if not (gains[4] <= SMALL_GAIN or gains[4] < gains[3]):
     return False, (f'the gain from T=5 to T=6 ({gains[4]:+.1f}) is not smaller than from T=4 '
-                   f'to T=5 ({gains[3]:+.1f}) ({listed})' + _stage_why(st, fields))
+                   f'to T=5 ({gains[3]:+.1f}) ({listed})' + _stage_why(st, fields, wide))
   within = [f'{a} -> {b}' for a, b in zip(upto5, upto5[1:]) if close(st[a], st[b])]
   note = (f'; the rises {", ".join(within)} are within twice the seeds\' spread'
           if within else '')
@@ -625,9 +633,10 @@ def decide_stages(st, fields=None):
                 f'from 5 to 6 is {gains[4]:+.1f} points ({listed}){note}')
 
 
-def _stage_why(st, fields) -> str:
-  """What the receptive fields and the heavy-occlusion check say of why the stage claim does
-  not hold ('' for what has no numbers yet)."""
+def _stage_why(st, fields, wide='') -> str:
+  """What the receptive fields and the checks (heavy occlusion, wider features) say of why
+  the stage claim does not hold ('' for what has no numbers yet); ``wide``: the wide check's
+  widths, in words."""
   text = ''
   if fields:
     (ours, crop), (paper, paper_crop) = fields['model'], fields['paper']
@@ -652,10 +661,12 @@ def _stage_why(st, fields) -> str:
                f'{st[lo].mean:.1f} as the last stage of {lo}, and its stages {t_lo + 1}-{t_hi} '
                f'bring it to {st[hi].mean:.1f}: the extra stages make up for weaker earlier '
                'stages rather than adding to them')
+  gain = st[hi].mean - st[lo].mean if st.get(hi) and st.get(lo) and st[hi].n and st[lo].n \
+      else None
   h_lo, h_hi = st.get(lo + HEAVY), st.get(hi + HEAVY)
-  if h_lo is None or h_hi is None or not (h_lo.n and h_hi.n):
+  if gain is None or h_lo is None or h_hi is None or not (h_lo.n and h_hi.n):
     return text
-  gain, gain_h = st[hi].mean - st[lo].mean, h_hi.mean - h_lo.mean
+  gain_h = h_hi.mean - h_lo.mean
   spread = max(st[lo].sd, st[hi].sd, h_lo.sd, h_hi.sd)
   check = (f'check on heavy occlusion, whose hidden parts must be placed from the rest of the '
            f'body: {lo} {h_lo.text()}, {hi} {h_hi.text()} ({gain_h:+.1f}, against {gain:+.1f} '
@@ -665,9 +676,26 @@ def _stage_why(st, fields) -> str:
                    f'stages after {t_lo} add accuracy, so the default synthetic people, '
                    f'which stage {t_lo} already solves to within a few points, are why the '
                    'gains stop there')
-  return text + (f'; {check}: more stages do not add accuracy beyond {lo} even where hidden '
-                 'parts must be placed from the rest of the body, so the occlusion context of '
-                 'the data is not the reason either')
+  text += (f'; {check}: more stages do not add accuracy beyond {lo} even where hidden '
+           'parts must be placed from the rest of the body, so the occlusion context of '
+           'the data is not the reason either')
+  w_lo, w_hi = st.get(lo + WIDE), st.get(hi + WIDE)
+  if w_lo is None or w_hi is None or not (w_lo.n and w_hi.n):
+    return text
+  gain_w = w_hi.mean - w_lo.mean
+  spread = max(st[lo].sd, st[hi].sd, w_lo.sd, w_hi.sd)
+  check = (f'check with the shared image features twice as wide{f" ({wide})" if wide else ""}: '
+           f'{lo} {w_lo.text()}, {hi} {w_hi.text()} ({gain_w:+.1f}, against {gain:+.1f} with '
+           f'the default widths; {w_lo.mean - st[lo].mean:+.1f} at {lo} and '
+           f'{w_hi.mean - st[hi].mean:+.1f} at {hi} over the default widths)')
+  if gain_w > max(SMALL_GAIN, gain + spread):
+    return text + (f'; {check}: with wider features to share the stages after {t_lo} add '
+                   'accuracy, so the narrow image features that every stage of this small '
+                   'model reads are why the gains stop there')
+  return text + (f'; {check}: wider shared features do not make the stages after {t_lo} pay '
+                 'either, so the features\' width is not the reason. The data\'s occlusion, the '
+                 'receptive field and the width of the shared features are ruled out, and the '
+                 f'cause of the flat curve beyond {lo} is not found')
 
 
 def decide_refinement(st):
@@ -939,7 +967,8 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       + [Quantity(n, n, _final) for n in heavy],
       [(f'T={t}', f'T={t + 1}') for t in ts[:-1]]
       + [tuple(f'T={t}' + suffix for t in STAGE_CHECK_TS) for suffix in STAGE_CHECKS],
-      lambda st: decide_stages(st, runs.stage_fields()), checks=tuple(heavy)))
+      lambda st: decide_stages(st, runs.stage_fields(), runs.wide_text()),
+      checks=tuple(heavy)))
   long_steps = runs.stagewise_steps()   # as many as (iii); both lengthened alike
   scheme = Claim(
       'schemes', 'schemes', 'Training schemes (CPM Fig. 6b)',
