@@ -831,6 +831,53 @@ def test_a_claims_schedule_is_computed_once_per_state_of_the_store(tmp_path):
   assert [c.factor() for c in chains] == [1] * 6 + [2] * (n - 6)
 
 
+def test_the_stage_verdict_looks_at_the_superseded_shorter_runs(tmp_path):
+  data = str(tmp_path / 'no_data')
+  store = S.Store(str(tmp_path / 'runs'))
+  claims = claims_lib.build(tiny_config(data), tiny_recurrent_config(data),
+                            rf_kernels=((3, 1), (5, 5)), store=store)
+  stages = _claim(claims, 'stages')
+  # At the base schedule T=4 and T=6 agree (80.5 over 3 seeds each); a T=5 seed did not
+  # converge, so every setting trains again twice as long.
+  _put_stages(store, stages, (50, 60, 70, 80, 81, 80))
+  put(store, stages.settings['T=5'](1)[0], 81.0, change=2.5)
+  assert stages.settings['T=4'](0)[0].label == 'cpm_T4_joint_x2_s0'
+  steps = stages.runs.joint(4, 0)[0].config.num_train_steps
+  for name, v in zip([f'T={t}' for t in range(1, 7)], (55, 65, 75, 86, 85, 86)):
+    for seed in (0, 1, 2):
+      put(store, stages.settings[name](seed)[0], v + seed)
+  for suffix in claims_lib.STAGE_CHECKS:
+    for t, v in zip(claims_lib.STAGE_CHECK_TS, (70, 70)):
+      for seed in (0, 1, 2):
+        put(store, stages.settings[f'T={t}{suffix}'](seed)[0], v + seed)
+  text = _verdict(stages, store)
+  assert text.startswith('does not hold, because the final stage\'s accuracy does not rise '
+                         'from T=4 to T=5')
+  assert (f'; the superseded runs of the shorter schedule ({steps:,} steps, seed 0 where not '
+          'said otherwise): T=1 50.5 (3 seeds), T=2 60.5 (3 seeds), T=3 70.5 (3 seeds), '
+          'T=4 80.5 (3 seeds), T=5 81.2 (3 seeds), T=6 80.5 (3 seeds), +0.0 from T=4 to T=6 '
+          'against +0.0 at the longer one: the curve is as flat beyond T=4 at the shorter '
+          'schedule, so training longer lifts every model but does not make more stages pay'
+          ) in text
+  # Where the shorter schedule's curve still rose, its deeper models only trained faster.
+  rising = S.Store(str(tmp_path / 'runs2'))
+  claims = claims_lib.build(tiny_config(data), tiny_recurrent_config(data),
+                            rf_kernels=((3, 1), (5, 5)), store=rising)
+  stages = _claim(claims, 'stages')
+  _put_stages(rising, stages, (50, 60, 70, 75, 80, 85))
+  put(rising, stages.settings['T=5'](1)[0], 80.0, change=2.5)
+  for name, v in zip([f'T={t}' for t in range(1, 7)], (55, 65, 75, 86, 85, 86)):
+    for seed in (0, 1, 2):
+      put(rising, stages.settings[name](seed)[0], v + seed)
+  for suffix in claims_lib.STAGE_CHECKS:
+    for t, v in zip(claims_lib.STAGE_CHECK_TS, (70, 70)):
+      for seed in (0, 1, 2):
+        put(rising, stages.settings[f'T={t}{suffix}'](seed)[0], v + seed)
+  assert ('+10.0 from T=4 to T=6 against +0.0 at the longer one: more stages paid at the '
+          'shorter schedule, so the deeper models\' edge there is faster training') in \
+      _verdict(stages, rising)
+
+
 def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   data = str(tmp_path / 'no_data')
   store = S.Store(str(tmp_path / 'docs' / 'results' / 'runs'))

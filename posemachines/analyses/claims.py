@@ -347,6 +347,22 @@ class Runs:
               'model.stage_feature_width': 2 * m.stage_feature_width}
     raise ValueError(f'unknown CPM check {check!r}: one of {", ".join(CPM_CHECKS)}')
 
+  def shorter_stage_runs(self, store, claim) -> tuple[int, dict]:
+    """(steps, {T: [final-stage PCKh@0.5 of each finished run]}) of the stage sweep at the
+    base's own schedule, where the stage ``claim`` trains longer ((0, {}) where it does not, or
+    without a store)."""
+    if store is None:
+      return 0, {}
+    out, steps = {}, 0
+    for t in range(1, 7):
+      for seed in range(MAX_LOST + 3):
+        spec_ = self.joint(t, seed)[0]
+        loaded = store.load(spec_.key)
+        if loaded is not None and claim.settings[f'T={t}'](seed)[-1].key != spec_.key:
+          out.setdefault(t, []).append(_final(loaded))
+          steps = spec_.config.num_train_steps
+    return steps, out
+
   def wide_text(self) -> str:
     """The wide check's widths against the base's, in words."""
     m, w = self.cpm.model, self.cpm_check_changes('wide')
@@ -609,9 +625,10 @@ def decide_gradients(st):
   return False, text + ' (the claim needs a ratio of at least 2 in every seed)'
 
 
-def decide_stages(st, fields=None, wide=''):
-  """``fields``: Runs.stage_fields(), and ``wide``: Runs.wide_text(), for the account of a
-  claim that does not hold."""
+def decide_stages(st, fields=None, wide='', shorter=None):
+  """``fields``: Runs.stage_fields(), ``wide``: Runs.wide_text() and ``shorter``: the finished
+  runs of a shorter schedule (Runs.shorter_stage_runs()), for the account of a claim that does
+  not hold."""
   names = [q for q in st if not q.endswith(tuple(STAGE_CHECKS))]
   means = [st[n].mean for n in names]
   gains = np.diff(means)
@@ -620,12 +637,12 @@ def decide_stages(st, fields=None, wide=''):
   stop = _rises(st, upto5)
   if stop:
     return False, (f'the final stage\'s accuracy does not rise from {stop[0]} to {stop[1]} '
-                   f'({listed})' + _stage_why(st, fields, wide))
+                   f'({listed})' + _stage_why(st, fields, wide, shorter))
   if len(gains) < 5:
     return True, f'the final stage\'s accuracy rises with every stage ({listed})'
   if not (gains[4] <= SMALL_GAIN or gains[4] < gains[3]):
     return False, (f'the gain from T=5 to T=6 ({gains[4]:+.1f}) is not smaller than from T=4 '
-                   f'to T=5 ({gains[3]:+.1f}) ({listed})' + _stage_why(st, fields, wide))
+                   f'to T=5 ({gains[3]:+.1f}) ({listed})' + _stage_why(st, fields, wide, shorter))
   within = [f'{a} -> {b}' for a, b in zip(upto5, upto5[1:]) if close(st[a], st[b])]
   note = (f'; the rises {", ".join(within)} are within twice the seeds\' spread'
           if within else '')
@@ -633,7 +650,7 @@ def decide_stages(st, fields=None, wide=''):
                 f'from 5 to 6 is {gains[4]:+.1f} points ({listed}){note}')
 
 
-def _stage_why(st, fields, wide='') -> str:
+def _stage_why(st, fields, wide='', shorter=None) -> str:
   """What the receptive fields and the checks (heavy occlusion, wider features) say of why
   the stage claim does not hold ('' for what has no numbers yet); ``wide``: the wide check's
   widths, in words."""
@@ -663,6 +680,20 @@ def _stage_why(st, fields, wide='') -> str:
                'stages rather than adding to them')
   gain = st[hi].mean - st[lo].mean if st.get(hi) and st.get(lo) and st[hi].n and st[lo].n \
       else None
+  steps, short = shorter or (0, {})
+  if gain is not None and short.get(t_lo) and short.get(t_hi):
+    mean = {t: float(np.mean(v)) for t, v in short.items()}
+    listed = ', '.join(f'T={t} {mean[t]:.1f}' + (f' ({len(v)} seeds)' if len(v) > 1 else '')
+                       for t, v in sorted(short.items()))
+    gain_s = mean[t_hi] - mean[t_lo]
+    text += (f'; the superseded runs of the shorter schedule ({steps:,} steps, seed 0 where not '
+             f'said otherwise): {listed}, {gain_s:+.1f} from {lo} to {hi} against {gain:+.1f} '
+             'at the longer one: ')
+    text += ('the curve is as flat beyond ' + lo + ' at the shorter schedule, so training '
+             'longer lifts every model but does not make more stages pay'
+             if gain_s <= max(SMALL_GAIN, gain + 1.0) else
+             'more stages paid at the shorter schedule, so the deeper models\' edge there is '
+             'faster training, which a longer schedule lets the shallower ones make up')
   h_lo, h_hi = st.get(lo + HEAVY), st.get(hi + HEAVY)
   if gain is None or h_lo is None or h_hi is None or not (h_lo.n and h_hi.n):
     return text
@@ -958,6 +989,7 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
   # wider shared features.
   heavy = {f'T={t}' + suffix: (lambda seed, t=t, c=check: runs.joint(t, seed, check=c))
            for suffix, check in STAGE_CHECKS.items() for t in STAGE_CHECK_TS}
+  at = len(claims)   # the stage claim's place, for its verdict's look at the shorter runs
   claims.append(Claim(
       'stages', 'stages', 'Number of stages (CPM Fig. 6c)',
       'Accuracy of the final stage rises with the number of stages, monotonically up to about '
@@ -967,7 +999,8 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       + [Quantity(n, n, _final) for n in heavy],
       [(f'T={t}', f'T={t + 1}') for t in ts[:-1]]
       + [tuple(f'T={t}' + suffix for t in STAGE_CHECK_TS) for suffix in STAGE_CHECKS],
-      lambda st: decide_stages(st, runs.stage_fields(), runs.wide_text()),
+      lambda st: decide_stages(st, runs.stage_fields(), runs.wide_text(),
+                               runs.shorter_stage_runs(store, claims[at])),
       checks=tuple(heavy)))
   long_steps = runs.stagewise_steps()   # as many as (iii); both lengthened alike
   scheme = Claim(
