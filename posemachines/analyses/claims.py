@@ -66,14 +66,17 @@ CHECKS = ('paperblobs', 'half', 'light')
 #   heavy       the synthetic people with heavy occlusion, whose hidden parts must be placed
 #               from the rest of the body, for the default light occlusion;
 #   wide        the shared image features twice as wide: the trunk's layers and the features
-#               each stage after the first takes from it (x' in the paper).
-CPM_CHECKS = ('sgd', 'heavy', 'wide')
-# The stage checks' models: where the stage sweep stops rising, trained on heavy occlusion and
-# with wider shared features.
+#               each stage after the first takes from it (x' in the paper);
+#   long        twice the base's steps (then lengthened with the claim's schedule like every
+#               check, so twice as many as the claim's settings train).
+CPM_CHECKS = ('sgd', 'heavy', 'wide', 'long')
+# The stage checks' models: where the stage sweep stops rising, trained on heavy occlusion,
+# with wider shared features and with twice the steps.
 STAGE_CHECK_TS = (4, 6)
 HEAVY = ', heavy occlusion'
 WIDE = ', wide features'
-STAGE_CHECKS = {HEAVY: 'heavy', WIDE: 'wide'}   # the stage checks' name suffixes and checks
+LONG = ', twice the steps'
+STAGE_CHECKS = {HEAVY: 'heavy', WIDE: 'wide', LONG: 'long'}   # name suffixes and checks
 PAPER_RECURRENT_INPUT = 248   # px, the recurrent paper's input
 LIMB_CHECK = 'include + limbs, limb blobs at the paper\'s size'
 HALF = ', half width'
@@ -345,6 +348,13 @@ class Runs:
       m = self.cpm.model
       return {'model.trunk_widths': tuple(2 * w for w in m.trunk_widths),
               'model.stage_feature_width': 2 * m.stage_feature_width}
+    if check == 'long':
+      steps = 2 * self.cpm.num_train_steps
+      changes = {'num_train_steps': steps}
+      g = self.cpm.get('gradients')
+      if g is not None and tuple(g.at_steps) == (self.cpm.num_train_steps - 1,):
+        changes['gradients.at_steps'] = (steps - 1,)   # before the last update, as the base
+      return changes
     raise ValueError(f'unknown CPM check {check!r}: one of {", ".join(CPM_CHECKS)}')
 
   def shorter_stage_runs(self, store, claim) -> tuple[int, dict]:
@@ -723,10 +733,28 @@ def _stage_why(st, fields, wide='', shorter=None) -> str:
     return text + (f'; {check}: with wider features to share the stages after {t_lo} add '
                    'accuracy, so the narrow image features that every stage of this small '
                    'model reads are why the gains stop there')
-  return text + (f'; {check}: wider shared features do not make the stages after {t_lo} pay '
-                 'either, so the features\' width is not the reason. The data\'s occlusion, the '
-                 'receptive field and the width of the shared features are ruled out, and the '
-                 f'cause of the flat curve beyond {lo} is not found')
+  text += (f'; {check}: wider shared features do not make the stages after {t_lo} pay '
+           'either, so the features\' width is not the reason')
+  l_lo, l_hi = st.get(lo + LONG), st.get(hi + LONG)
+  if l_lo is None or l_hi is None or not (l_lo.n and l_hi.n):
+    return text
+  gain_l = l_hi.mean - l_lo.mean
+  spread = max(st[lo].sd, st[hi].sd, l_lo.sd, l_hi.sd)
+  steps_of = lambda s: s.loaded[0]['eval'].get('step', 0) if s.loaded else 0  # noqa: E731
+  n_l, n = steps_of(l_lo), steps_of(st[lo])
+  at = lambda k: f' ({k:,} steps)' if k else ''  # noqa: E731
+  check = (f'check with twice the steps{at(n_l)}: {lo} {l_lo.text()}, {hi} {l_hi.text()} '
+           f'({gain_l:+.1f}, against {gain:+.1f}{at(n)}; {l_lo.mean - st[lo].mean:+.1f} at '
+           f'{lo} and {l_hi.mean - st[hi].mean:+.1f} at {hi} over the shorter schedule)')
+  if gain_l > max(SMALL_GAIN, gain + spread):
+    return text + (f'; {check}: trained longer, the stages after {t_lo} add accuracy, so the '
+                   'schedule at which the shallower models converge is too short for the '
+                   'deeper ones, and that is why the gains stop there')
+  return text + (f'; {check}: training twice as long does not make the stages after {t_lo} '
+                 'pay either, so the schedule is not the reason. The data\'s occlusion, the '
+                 'receptive field, the width of the shared features and the length of the '
+                 f'schedule are ruled out, and the cause of the flat curve beyond {lo} is not '
+                 'found')
 
 
 def decide_refinement(st):

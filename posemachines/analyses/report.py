@@ -166,7 +166,8 @@ def figure_stages(result, outdir):
   checks = ((claims_lib.HEAVY, 'C3', '#f0a0a0', 's--',
              'the same, trained and evaluated on heavy occlusion (check)'),
             (claims_lib.WIDE, 'C2', '#a0d8a0', 'D:',
-             'the same, shared image features twice as wide (check)'))
+             'the same, shared image features twice as wide (check)'),
+            (claims_lib.LONG, 'C4', '#c8b4e0', 'v-.', 'the same, trained twice as long (check)'))
   for suffix, color, light, fmt, label in checks:
     ns = [n for n in st if st[n].n and n.endswith(suffix)]
     for n in ns:
