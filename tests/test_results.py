@@ -247,29 +247,31 @@ def test_third_seed_where_two_settings_are_within_twice_their_spread(claims, tmp
   store = S.Store(str(tmp_path / 'summaries'))
   stages = _claim(claims, 'stages')
   need, waiting = claims_lib.seeds_needed(stages, store, 2)
-  assert set(need.values()) == {2} and len(waiting) == 10
+  assert set(need.values()) == {2} and len(waiting) == 12
   for t, values in zip(range(1, 7), ([40, 41], [50, 51], [60, 64], [63, 65], [80, 81],
                                      [90, 90.5])):
     put_setting(store, stages, f'T={t}', values)
   need, waiting = claims_lib.seeds_needed(stages, store, 2)
   heavy = [f'T={t}{claims_lib.HEAVY}' for t in claims_lib.STAGE_CHECK_TS]
   wide = [f'T={t}{claims_lib.WIDE}' for t in claims_lib.STAGE_CHECK_TS]
-  assert waiting == sorted(heavy + wide)   # the checks' pairs have no seeds yet
-  for name, values in zip(heavy + wide, ([70, 70.5], [75, 76], [71, 71.5], [76, 77])):
+  long = [f'T={t}{claims_lib.LONG}' for t in claims_lib.STAGE_CHECK_TS]
+  assert waiting == sorted(heavy + wide + long)   # the checks' pairs have no seeds yet
+  for name, values in zip(heavy + wide + long, ([70, 70.5], [75, 76], [71, 71.5], [76, 77],
+                                                [72, 72.5], [77, 78])):
     put_setting(store, stages, name, values)
   need, waiting = claims_lib.seeds_needed(stages, store, 2)
   # T=3 (62 ± 2.8) and T=4 (64 ± 1.4) differ by 2 < 2 x 2.8; every other pair is far apart.
   assert need == {'T=1': 2, 'T=2': 2, 'T=3': 3, 'T=4': 3, 'T=5': 2, 'T=6': 2, heavy[0]: 2,
-                  heavy[1]: 2, wide[0]: 2, wide[1]: 2} and not waiting
+                  heavy[1]: 2, wide[0]: 2, wide[1]: 2, long[0]: 2, long[1]: 2} and not waiting
   plan = plan_lib.build([stages], store, str(tmp_path / 'runs'), 2)
   todo = [p.spec.label for p in plan.runs if p.to_train]
   assert sorted(todo) == ['cpm_T3_joint_s2', 'cpm_T4_joint_s2']
-  assert claims_lib.evaluate(stages, store).text == 'not yet run (20 of 22 runs finished)'
+  assert claims_lib.evaluate(stages, store).text == 'not yet run (24 of 26 runs finished)'
   # The decision stays once the third seeds are in, whatever they say.
   for t in (3, 4):
     put(store, stages.settings[f'T={t}'](2)[0], 70.0)
   assert claims_lib.seeds_needed(stages, store, 2)[0]['T=3'] == 3
-  assert claims_lib.evaluate(stages, store).finished == 22
+  assert claims_lib.evaluate(stages, store).finished == 26
   # --seeds=3 asks for three everywhere.
   assert set(claims_lib.seeds_needed(stages, store, 3)[0].values()) == {3}
 
@@ -280,12 +282,16 @@ def _verdict(claim, store):
   return claims_lib.evaluate(claim, store).text
 
 
-def _put_stages(store, stages, values, heavy=(60, 60.5), wide=(62, 62.5)):
-  """Three seeds of T=1..6 from ``values``, of the heavy-occlusion check from ``heavy`` and of
-  the wide-features check from ``wide``."""
+def _put_stages(store, stages, values, heavy=(60, 60.5), wide=(62, 62.5), long=(64, 64.5)):
+  """Three seeds of T=1..6 from ``values``, of the heavy-occlusion check from ``heavy``, of
+  the wide-features check from ``wide`` and of the twice-the-steps check from ``long`` (None:
+  none; its runs are the sweep's at twice its schedule, so a test that puts those leaves it)."""
   for t, v in zip(range(1, 7), values):
     put_setting(store, stages, f'T={t}', [v, v + 1, v + 0.5])
-  for suffix, vs in ((claims_lib.HEAVY, heavy), (claims_lib.WIDE, wide)):
+  for suffix, vs in ((claims_lib.HEAVY, heavy), (claims_lib.WIDE, wide),
+                     (claims_lib.LONG, long)):
+    if vs is None:
+      continue
     for t, v in zip(claims_lib.STAGE_CHECK_TS, vs):
       put_setting(store, stages, f'T={t}{suffix}', [v, v + 1, v + 0.5])
 
@@ -293,7 +299,7 @@ def _put_stages(store, stages, values, heavy=(60, 60.5), wide=(62, 62.5)):
 def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
   stages = _claim(claims, 'stages')
   store = S.Store(str(tmp_path / 'a'))
-  assert _verdict(stages, store) == 'not yet run (0 of 20 runs finished)'  # 2 seeds each
+  assert _verdict(stages, store) == 'not yet run (0 of 24 runs finished)'  # 2 seeds each
   # Three seeds each: neighbours within twice their spread get a third seed anyway.
   _put_stages(store, stages, (50, 60, 70, 80, 90, 90.5))
   text = _verdict(stages, store)
@@ -328,7 +334,25 @@ def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
           'T=6 63.0 ± 0.5 (+0.5, against +16.0 with the default widths; -3.0 at T=4 and -18.5 '
           'at T=6 over the default widths): wider shared features do not make the stages after '
           '4 pay either') in text
-  assert text.endswith('and the cause of the flat curve beyond T=4 is not found')
+  # With twice the steps T=6 gains +0.5 over T=4 (64.5 -> 65.0): the schedule is not it.
+  base_steps = stages.settings['T=4'](0)[-1].config.num_train_steps
+  long_steps = stages.settings[f'T=4{claims_lib.LONG}'](0)[-1].config.num_train_steps
+  assert long_steps == 2 * base_steps
+  assert (f'check with twice the steps ({long_steps:,} steps): T=4 64.5 ± 0.5, T=6 65.0 ± 0.5 '
+          f'(+0.5, against +16.0 ({base_steps:,} steps); -1.0 at T=4 and -16.5 at T=6 over '
+          'the shorter schedule): training twice as long does not make the stages after 4 pay '
+          'either, so the schedule is not the reason') in text
+  assert text.endswith('the width of the shared features and the length of the schedule are '
+                       'ruled out, and the cause of the flat curve beyond T=4 is not found')
+  # A check still training is left out of the account until its runs have finished.
+  pending = S.Store(str(tmp_path / 'b0'))
+  _put_stages(pending, stages, (50, 60, 70, 65, 80, 81), long=None)
+  result = claims_lib.evaluate(stages, pending)
+  assert result.status == 'does not hold' and (result.finished, result.total) == (26, 30)
+  assert result.text.endswith(
+      'wider shared features do not make the stages after 4 pay either, so the features\' '
+      'width is not the reason (left out until their runs have finished: T=4, twice the steps, '
+      'T=6, twice the steps, 0 of 4 runs finished)')
   narrow = S.Store(str(tmp_path / 'b1'))
   _put_stages(narrow, stages, (50, 60, 70, 80, 79, 80), wide=(81, 86))
   text = _verdict(stages, narrow)
@@ -336,6 +360,13 @@ def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
           'default widths): with wider features to share the stages after 4 add accuracy, so '
           'the narrow image features that every stage of this small model reads are why the '
           'gains stop there') in text
+  assert 'twice the steps' not in text   # the first check that explains the curve ends it
+  short = S.Store(str(tmp_path / 'b3'))
+  _put_stages(short, stages, (50, 60, 70, 80, 79, 80), long=(82, 87))
+  text = _verdict(stages, short)
+  assert ('(+5.0, against +0.0 (' in text and 'over the shorter schedule): trained longer, the '
+          'stages after 4 add accuracy, so the schedule at which the shallower models converge '
+          'is too short for the deeper ones, and that is why the gains stop there') in text
   rises = S.Store(str(tmp_path / 'b2'))
   _put_stages(rises, stages, (50, 60, 70, 80, 79, 80), heavy=(60, 66))
   text = _verdict(stages, rises)
@@ -384,7 +415,12 @@ def test_scheme_gradient_and_receptive_field_verdicts(claims, tmp_path):
                           ('stagewise', [70, 71, 70.5]), ('final_only', [60, 62, 61]),
                           ('joint_long', [83, 84, 83.5])):
     put_setting(store, schemes, setting, values)
-  assert _verdict(schemes, store) == 'not yet run (16 of 20 runs finished)'   # the SGD check
+  # The SGD check not run yet: the claim is decided on its own settings, the verdict says so.
+  text = _verdict(schemes, store)
+  assert text.startswith('holds: (i) 81.0 ± 1.0 beats every other scheme')
+  assert text.endswith('(left out until their runs have finished: joint_sgd, final_only_sgd, '
+                       '0 of 4 runs finished)')
+  assert claims_lib.evaluate(schemes, store).finished == 16
   put_setting(store, schemes, 'joint_sgd', [78, 79, 78.5])
   put_setting(store, schemes, 'final_only_sgd', [60, 61, 60.5])
   text = _verdict(schemes, store)
@@ -462,7 +498,9 @@ def test_recurrent_verdicts(claims, tmp_path):
   assert _verdict(its, store) == 'not yet run (2 of 10 runs finished)'
   put_setting(store, its, '0 iterations', [68, 69])
   put_setting(store, its, '1 iteration', [74, 75], per_stage=[60, 74.5])
-  assert _verdict(its, store) == 'not yet run (6 of 10 runs finished)'  # the checks wait
+  assert _verdict(its, store).endswith(   # decided; the checks wait
+      '(left out until their runs have finished: 1 iteration, half width, 2 iterations, half '
+      'width, 0 of 4 runs finished)')
   put_setting(store, its, '1 iteration, half width', [70, 70], per_stage=[60, 70])
   put_setting(store, its, '2 iterations, half width', [71, 71], per_stage=[60, 65, 71])
   put_setting(store, limbs, claims_lib.LIMB_CHECK, [81, 81])
@@ -809,22 +847,23 @@ def test_a_claims_schedule_is_computed_once_per_state_of_the_store(tmp_path):
   loads = []
   load = store.load
   store.load = lambda key: loads.append(key) or load(key)
-  chains = list(stages.settings.values())   # T=1..6, then the check's two settings
+  chains = list(stages.settings.values())   # T=1..6, then each check's two settings
   n = len(chains)
   assert n == 6 + len(claims_lib.STAGE_CHECK_TS) * len(claims_lib.STAGE_CHECKS)
+  steps = [4] * (n - 2) + [8] * 2   # the last check trains twice the steps
   assert {c.factor() for c in chains} == {1}
   first = len(loads)
   # one look at every seed of every setting (3, and the seeds that may replace lost runs)
   assert first == n * (3 + claims_lib.MAX_LOST)
   for seed in range(3):
-    assert [c(seed)[0].config.num_train_steps for c in chains] == [4] * n
+    assert [c(seed)[0].config.num_train_steps for c in chains] == steps
   assert len(loads) == first   # nothing finished since: no second look
   t3 = chains[2](0)[0]
   put(store, t3, 80.0, change=2.5)   # T=3 seed 0 did not converge
   assert [c.factor() for c in chains] == [2] * n   # the check follows: never shorter
   assert len(loads) > first
   put(store, t3, 80.0, change=0.1)   # rewritten, now converged: back to 1x
-  assert [c(0)[0].config.num_train_steps for c in chains] == [4] * n
+  assert [c(0)[0].config.num_train_steps for c in chains] == steps
   # A check's run that did not converge lengthens the check alone.
   h = chains[-1](0)[0]
   put(store, h, 70.0, change=2.5)
@@ -839,7 +878,7 @@ def test_the_stage_verdict_looks_at_the_superseded_shorter_runs(tmp_path):
   stages = _claim(claims, 'stages')
   # At the base schedule T=4 and T=6 agree (80.5 over 3 seeds each); a T=5 seed did not
   # converge, so every setting trains again twice as long.
-  _put_stages(store, stages, (50, 60, 70, 80, 81, 80))
+  _put_stages(store, stages, (50, 60, 70, 80, 81, 80), long=None)
   put(store, stages.settings['T=5'](1)[0], 81.0, change=2.5)
   assert stages.settings['T=4'](0)[0].label == 'cpm_T4_joint_x2_s0'
   steps = stages.runs.joint(4, 0)[0].config.num_train_steps
@@ -864,7 +903,7 @@ def test_the_stage_verdict_looks_at_the_superseded_shorter_runs(tmp_path):
   claims = claims_lib.build(tiny_config(data), tiny_recurrent_config(data),
                             rf_kernels=((3, 1), (5, 5)), store=rising)
   stages = _claim(claims, 'stages')
-  _put_stages(rising, stages, (50, 60, 70, 75, 80, 85))
+  _put_stages(rising, stages, (50, 60, 70, 75, 80, 85), long=None)
   put(rising, stages.settings['T=5'](1)[0], 80.0, change=2.5)
   for name, v in zip([f'T={t}' for t in range(1, 7)], (55, 65, 75, 86, 85, 86)):
     for seed in (0, 1, 2):
@@ -900,16 +939,20 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   assert other.settings['joint'](1)[0].label == 'cpm_T2_joint_s1'
   plan = plan_lib.build([stages], store, str(tmp_path / 'runs'), 2)
   todo = sorted(p.spec.label for p in plan.to_train())
-  assert todo == sorted([f'cpm_T{t}_joint_x2_s{seed}' for t in range(1, 7) for seed in (0, 1)]
+  # T=4 and T=6 at 2x are the twice-the-steps check's runs at 1x: finished already.
+  assert todo == sorted([f'cpm_T{t}_joint_x2_s{seed}' for t in (1, 2, 3, 5) for seed in (0, 1)]
                         + [f'cpm_T{t}_joint_{check}_x2_s{seed}' for t in claims_lib.STAGE_CHECK_TS
-                           for check in claims_lib.STAGE_CHECKS.values()
-                           for seed in (0, 1)])   # the checks: never shorter than the claim
+                           for check in ('heavy', 'wide') for seed in (0, 1)]
+                        # the checks: never shorter than the claim ('long': twice as long)
+                        + [f'cpm_T{t}_joint_x4_s{seed}' for t in claims_lib.STAGE_CHECK_TS
+                           for seed in (0, 1)])
   states = {p.spec.label: p for p in plan.runs}
   assert states['cpm_T5_joint_s1'].superseded and not states['cpm_T5_joint_s1'].to_train
   assert states['cpm_T4_joint_s1'].superseded   # converged, but shorter than the others
   text = '\n'.join(plan_lib.describe(plan, store))
-  assert 'superseded (trained longer)' in text and '20 superseded' in text   # 12 + the checks' 8
-  assert _verdict(stages, store) == 'not yet run (0 of 20 runs finished)'
+  # 12 + the heavy and wide checks' 8 (the long check's at 1x are the sweep's at 2x, not given up)
+  assert 'superseded (trained longer)' in text and '20 superseded' in text
+  assert _verdict(stages, store) == 'not yet run (4 of 24 runs finished)'
   # Converged at 2x: the claim is decided on the longer runs.
   for t, v in zip(range(1, 7), (55, 65, 75, 85, 95, 99)):
     for seed in (0, 1):
@@ -929,7 +972,8 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   for seed in (0, 1):
     put(store, stages.settings['T=5'](seed)[0], 96, change=2.0)
   assert stages.settings['T=5'](0)[0].config.num_train_steps == 16   # no longer than 4x
-  assert _verdict(stages, store).startswith('not yet run (2 of 20 runs finished)')
+  # 2 of T=5 and the long check's at 2x, which are the sweep's at 4x
+  assert _verdict(stages, store).startswith('not yet run (6 of 24 runs finished)')
   for t in (1, 2, 3, 4, 6):
     for seed in (0, 1):
       put(store, stages.settings[f'T={t}'](seed)[0], 90)
@@ -949,8 +993,9 @@ def test_a_setting_that_did_not_converge_is_trained_again_longer(tmp_path):
   assert '| cpm_T4_joint_x2_s1 |' in text and 'yes (superseded: trained longer)' in text
   assert '| 5 | 16 | 2/2 |' in text and '| 4 | 16 | 2/2 |' in text
   # The sweep's and the checks' 2 seeds at 1x, 2x and 4x, 600 CPU s each (the third seeds at
-  # 1x are not needed).
-  assert '60 runs have finished so far: 10.0 CPU hours' in text
+  # 1x are not needed), the long check's at 1x and 2x being the sweep's at 2x and 4x: 20 + 20
+  # + 24.
+  assert '64 runs have finished so far: 10.7 CPU hours' in text
   # A chain (stage-wise then fine-tuning) is lengthened phase by phase, parents re-keyed.
   chain = claims_lib.lengthen(claims[0].runs.stagewise(0, True), 2)
   assert [s.label for s in chain] == ['cpm_T2_stagewise1_x2_s0', 'cpm_T2_stagewise2_x2_s0',
@@ -1098,7 +1143,10 @@ def test_the_iteration_claim_on_heavy_occlusion_is_checked_on_light_occlusion(tm
                           ('2 iterations, half width', [70, 71, 70]),
                           ('1 iteration, light occlusion', [88, 89, 88])):
     put_setting(store, its, setting, values)
-  assert _verdict(its, store).startswith('not yet run')
+  v = _verdict(its, store)
+  assert 'light occlusion, 1 iteration' not in v and v.endswith(
+      '(left out until their runs have finished: 2 iterations, light occlusion, 0 of 2 runs '
+      'finished)')
   put_setting(store, its, '2 iterations, light occlusion', [88.5, 89.5, 88.5])
   v = _verdict(its, store)
   assert ('; with fewer occluded parts it adds little (check: on the default light occlusion, 1 '

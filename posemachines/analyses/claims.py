@@ -24,7 +24,8 @@ PCKh@0.5 on it while 30% or more on all parts; in the recurrent model, a predict
 ReLU died in training) measures the lost map, not the setting: it is left out of the numbers and
 the setting trains the next seed in its place, at most MAX_LOST times; the verdict names it.
 
-Status of a claim: 'not yet run' until every run it needs has finished; 'not settled' when a
+Status of a claim: 'not yet run' until every run of its own settings has finished (a check
+whose runs have not all finished is left out of the verdict, which names it); 'not settled' when a
 run of the longest schedule has not converged either, or a setting lost a part in more than
 MAX_LOST seeds; otherwise 'holds' or 'does not hold', from ``decide``.
 """
@@ -66,12 +67,11 @@ CHECKS = ('paperblobs', 'half', 'light')
 #   heavy       the synthetic people with heavy occlusion, whose hidden parts must be placed
 #               from the rest of the body, for the default light occlusion;
 #   wide        the shared image features twice as wide: the trunk's layers and the features
-#               each stage after the first takes from it (x' in the paper);
-#   long        twice the base's steps (then lengthened with the claim's schedule like every
-#               check, so twice as many as the claim's settings train).
-CPM_CHECKS = ('sgd', 'heavy', 'wide', 'long')
+#               each stage after the first takes from it (x' in the paper).
+CPM_CHECKS = ('sgd', 'heavy', 'wide')
 # The stage checks' models: where the stage sweep stops rising, trained on heavy occlusion,
-# with wider shared features and with twice the steps.
+# with wider shared features, and ('long') the sweep's own runs at twice the claim's schedule
+# (the runs the sweep would train next were it lengthened: the same labels and keys).
 STAGE_CHECK_TS = (4, 6)
 HEAVY = ', heavy occlusion'
 WIDE = ', wide features'
@@ -236,9 +236,10 @@ class Result:
 
 
 def needed_runs(claim: Claim, need: dict) -> list[RunSpec]:
+  """The runs of ``need[setting]`` seeds of each setting (none of a setting not in ``need``)."""
   out = {}
   for name, chain in claim.settings.items():
-    for seed in range(need[name]):
+    for seed in range(need.get(name, 0)):
       for s in chain(seed):
         out.setdefault(s.key, s)
   return list(out.values())
@@ -256,19 +257,25 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
   # decided without it.
   dropped = [name for name in given_up if name in claim.checks]
   given_up = [name for name in given_up if name not in claim.checks]
+  # A check whose runs have not all finished is left out until they have: the claim is decided
+  # on its own settings, the verdict saying what the check waits for.
+  pending = [name for name in claim.checks if name not in dropped
+             and not all(store.finished(s.key) for seed in range(need[name])
+                         for s in claim.settings[name](seed))]
+  main_runs = needed_runs(claim, {n: k for n, k in need.items() if n not in claim.checks})
   for q in claim.quantities:
-    if q.setting in dropped:
+    if q.setting in dropped or q.setting in pending:
       st[q.name] = Stat([], [], [])
   unconverged = []
   last_keys = {claim.settings[name](seed)[-1].key for name in claim.settings
-               if name not in dropped for seed in range(need[name])}
+               if name not in dropped and name not in pending for seed in range(need[name])}
   for s in runs:
     loaded = store.load(s.key)
     if (s.key in last_keys and loaded is not None and not S.lost_parts(loaded)
         and not S.converged(loaded, CONVERGENCE_POINTS)):
       change = S.last_change(loaded)
       unconverged.append((s.label, change))
-  if finished < len(runs):
+  if not all(store.finished(s.key) for s in main_runs):
     status, text = 'not yet run', f'not yet run ({finished} of {len(runs)} runs finished)'
   elif given_up:
     status = 'not settled'
@@ -293,6 +300,11 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
     for name in dropped:
       text += (f' (the check "{name}" is given up: its runs lost a part in '
                f'{len(lost[name])} of {need[name]} seeds)')
+    if pending:
+      waiting = needed_runs(claim, {n: need[n] for n in pending})
+      done = sum(store.finished(s.key) for s in waiting)
+      text += (f' (left out until their runs have finished: {", ".join(pending)}, '
+               f'{done} of {len(waiting)} runs finished)')
     if lost_runs:
       per_setting = '; '.join(
           f'{name}: {len(lost[name])} of {need[name]} seeds, '
@@ -348,14 +360,14 @@ class Runs:
       m = self.cpm.model
       return {'model.trunk_widths': tuple(2 * w for w in m.trunk_widths),
               'model.stage_feature_width': 2 * m.stage_feature_width}
-    if check == 'long':
-      steps = 2 * self.cpm.num_train_steps
-      changes = {'num_train_steps': steps}
-      g = self.cpm.get('gradients')
-      if g is not None and tuple(g.at_steps) == (self.cpm.num_train_steps - 1,):
-        changes['gradients.at_steps'] = (steps - 1,)   # before the last update, as the base
-      return changes
     raise ValueError(f'unknown CPM check {check!r}: one of {", ".join(CPM_CHECKS)}')
+
+  def stage_check(self, stages: int, check: str) -> Callable[[int], tuple[RunSpec, ...]]:
+    """The chain of a stage check (STAGE_CHECKS): 'long' is the joint run lengthened twice
+    over (then with the claim's schedule, as every check), the others a CPM check's changes."""
+    if check == 'long':
+      return lambda seed: lengthen(self.joint(stages, seed), 2)
+    return lambda seed: self.joint(stages, seed, check=check)
 
   def shorter_stage_runs(self, store, claim) -> tuple[int, dict]:
     """(steps, {T: [final-stage PCKh@0.5 of each finished run]}) of the stage sweep at the
@@ -509,9 +521,16 @@ def lengthen(chain: tuple[RunSpec, ...], factor: int) -> tuple[RunSpec, ...]:
     if 'gradients' in c and tuple(c.gradients.at_steps) == (c.num_train_steps - 1,):
       changes['gradients.at_steps'] = (steps - 1,)
     stem, _, seed = s.label.rpartition('_s')
-    out.append(spec(f'{stem}_x{factor}_s{seed}', overrides.derive(c, **changes),
+    stem, times = _times(stem)
+    out.append(spec(f'{stem}_x{times * factor}_s{seed}', overrides.derive(c, **changes),
                     parent=out[-1] if out else None, pictures=s.pictures))
   return tuple(out)
+
+
+def _times(stem: str) -> tuple[str, int]:
+  """('cpm_T4_joint', 2) for 'cpm_T4_joint_x2'; (stem, 1) for a stem not lengthened."""
+  head, sep, tail = stem.rpartition('_x')
+  return (head, int(tail)) if sep and tail.isdigit() else (stem, 1)
 
 
 class Schedule:
@@ -661,9 +680,9 @@ def decide_stages(st, fields=None, wide='', shorter=None):
 
 
 def _stage_why(st, fields, wide='', shorter=None) -> str:
-  """What the receptive fields and the checks (heavy occlusion, wider features) say of why
-  the stage claim does not hold ('' for what has no numbers yet); ``wide``: the wide check's
-  widths, in words."""
+  """What the receptive fields and the checks (heavy occlusion, wider features, twice the
+  steps) say of why the stage claim does not hold ('' for what has no numbers yet); ``wide``:
+  the wide check's widths, in words."""
   text = ''
   if fields:
     (ours, crop), (paper, paper_crop) = fields['model'], fields['paper']
@@ -704,15 +723,14 @@ def _stage_why(st, fields, wide='', shorter=None) -> str:
              if gain_s <= max(SMALL_GAIN, gain + 1.0) else
              'more stages paid at the shorter schedule, so the deeper models\' edge there is '
              'faster training, which a longer schedule lets the shallower ones make up')
-  h_lo, h_hi = st.get(lo + HEAVY), st.get(hi + HEAVY)
-  if gain is None or h_lo is None or h_hi is None or not (h_lo.n and h_hi.n):
+  pair = _check_pair(st, lo, hi, HEAVY, gain)
+  if pair is None:
     return text
-  gain_h = h_hi.mean - h_lo.mean
-  spread = max(st[lo].sd, st[hi].sd, h_lo.sd, h_hi.sd)
+  h_lo, h_hi, gain_h, explains = pair
   check = (f'check on heavy occlusion, whose hidden parts must be placed from the rest of the '
            f'body: {lo} {h_lo.text()}, {hi} {h_hi.text()} ({gain_h:+.1f}, against {gain:+.1f} '
            f'on the default data)')
-  if gain_h > max(SMALL_GAIN, gain + spread):
+  if explains:
     return text + (f'; {check}: where the data needs the context that later stages bring, the '
                    f'stages after {t_lo} add accuracy, so the default synthetic people, '
                    f'which stage {t_lo} already solves to within a few points, are why the '
@@ -720,33 +738,31 @@ def _stage_why(st, fields, wide='', shorter=None) -> str:
   text += (f'; {check}: more stages do not add accuracy beyond {lo} even where hidden '
            'parts must be placed from the rest of the body, so the occlusion context of '
            'the data is not the reason either')
-  w_lo, w_hi = st.get(lo + WIDE), st.get(hi + WIDE)
-  if w_lo is None or w_hi is None or not (w_lo.n and w_hi.n):
+  pair = _check_pair(st, lo, hi, WIDE, gain)
+  if pair is None:
     return text
-  gain_w = w_hi.mean - w_lo.mean
-  spread = max(st[lo].sd, st[hi].sd, w_lo.sd, w_hi.sd)
+  w_lo, w_hi, gain_w, explains = pair
   check = (f'check with the shared image features twice as wide{f" ({wide})" if wide else ""}: '
            f'{lo} {w_lo.text()}, {hi} {w_hi.text()} ({gain_w:+.1f}, against {gain:+.1f} with '
            f'the default widths; {w_lo.mean - st[lo].mean:+.1f} at {lo} and '
            f'{w_hi.mean - st[hi].mean:+.1f} at {hi} over the default widths)')
-  if gain_w > max(SMALL_GAIN, gain + spread):
+  if explains:
     return text + (f'; {check}: with wider features to share the stages after {t_lo} add '
                    'accuracy, so the narrow image features that every stage of this small '
                    'model reads are why the gains stop there')
   text += (f'; {check}: wider shared features do not make the stages after {t_lo} pay '
            'either, so the features\' width is not the reason')
-  l_lo, l_hi = st.get(lo + LONG), st.get(hi + LONG)
-  if l_lo is None or l_hi is None or not (l_lo.n and l_hi.n):
+  pair = _check_pair(st, lo, hi, LONG, gain)
+  if pair is None:
     return text
-  gain_l = l_hi.mean - l_lo.mean
-  spread = max(st[lo].sd, st[hi].sd, l_lo.sd, l_hi.sd)
+  l_lo, l_hi, gain_l, explains = pair
   steps_of = lambda s: s.loaded[0]['eval'].get('step', 0) if s.loaded else 0  # noqa: E731
-  n_l, n = steps_of(l_lo), steps_of(st[lo])
   at = lambda k: f' ({k:,} steps)' if k else ''  # noqa: E731
-  check = (f'check with twice the steps{at(n_l)}: {lo} {l_lo.text()}, {hi} {l_hi.text()} '
-           f'({gain_l:+.1f}, against {gain:+.1f}{at(n)}; {l_lo.mean - st[lo].mean:+.1f} at '
-           f'{lo} and {l_hi.mean - st[hi].mean:+.1f} at {hi} over the shorter schedule)')
-  if gain_l > max(SMALL_GAIN, gain + spread):
+  check = (f'check with twice the steps{at(steps_of(l_lo))}: {lo} {l_lo.text()}, {hi} '
+           f'{l_hi.text()} ({gain_l:+.1f}, against {gain:+.1f}{at(steps_of(st[lo]))}; '
+           f'{l_lo.mean - st[lo].mean:+.1f} at {lo} and {l_hi.mean - st[hi].mean:+.1f} at {hi} '
+           'over the shorter schedule)')
+  if explains:
     return text + (f'; {check}: trained longer, the stages after {t_lo} add accuracy, so the '
                    'schedule at which the shallower models converge is too short for the '
                    'deeper ones, and that is why the gains stop there')
@@ -755,6 +771,18 @@ def _stage_why(st, fields, wide='', shorter=None) -> str:
                  'receptive field, the width of the shared features and the length of the '
                  f'schedule are ruled out, and the cause of the flat curve beyond {lo} is not '
                  'found')
+
+
+def _check_pair(st, lo, hi, suffix, gain):
+  """(lo's and hi's stats in the check named by ``suffix``, their gain, whether it exceeds the
+  base's ``gain`` by more than the seeds' spread), or None before both have numbers (or
+  without the base's gain)."""
+  c_lo, c_hi = st.get(lo + suffix), st.get(hi + suffix)
+  if gain is None or c_lo is None or c_hi is None or not (c_lo.n and c_hi.n):
+    return None
+  g = c_hi.mean - c_lo.mean
+  spread = max(st[lo].sd, st[hi].sd, c_lo.sd, c_hi.sd)
+  return c_lo, c_hi, g, g > max(SMALL_GAIN, gain + spread)
 
 
 def decide_refinement(st):
@@ -1013,9 +1041,9 @@ def build(cpm_base, recurrent_base, rf_kernels=RF_KERNELS, store: S.Store | None
       + [Quantity(f'stage {t + 1}: elbows', 'joint', _parts(ELBOWS, t)) for t in range(base_t)],
       [(f'stage {t}', f'stage {t + 1}') for t in range(1, base_t)], decide_refinement))
   ts = range(1, 7)
-  # The checks of why the sweep stops rising: its ends trained on heavy occlusion, and with
-  # wider shared features.
-  heavy = {f'T={t}' + suffix: (lambda seed, t=t, c=check: runs.joint(t, seed, check=c))
+  # The checks of why the sweep stops rising: its ends trained on heavy occlusion, with wider
+  # shared features and with twice the steps.
+  heavy = {f'T={t}' + suffix: runs.stage_check(t, check)
            for suffix, check in STAGE_CHECKS.items() for t in STAGE_CHECK_TS}
   at = len(claims)   # the stage claim's place, for its verdict's look at the shorter runs
   claims.append(Claim(

@@ -376,7 +376,8 @@ def figure_recurrent(stats: dict, outdir):
   right.set_xlim(0, 1)
   right.set_title("visibility from the last output's heatmap maxima", fontsize=9)
   right.grid(alpha=0.3)
-  right.legend(fontsize=7, loc='lower left')
+  if right.get_legend_handles_labels()[0]:   # no curves before a run has its visibility
+    right.legend(fontsize=7, loc='lower left')
   _save(fig, os.path.join(outdir, 'recurrent.png'))
   return ['recurrent.png']
 
@@ -661,11 +662,13 @@ DATA_PLAN = {
         '1 is weaker than the 1-stage model, as if the later stages took over the trunk. The '
         'second check trains the same two models with the trunk and the stage features twice '
         'as wide (1.5 M parameters at T=6 against 1.1 M, a third more time per step; four '
-        'times as wide would take 2.3 times as long per step). Left untried where neither '
-        'check explains the curve: a schedule longer than the one the convergence rule chose '
-        '(the superseded runs of half its steps only show that halving it keeps the shape, and '
-        'the deeper models\' early stages are still weaker when their last evaluations agree '
-        'within 1.5 points) and another weighting of the stages\' losses than equal.'),
+        'times as wide would take 2.3 times as long per step). The third check is the '
+        'schedule: the convergence rule stops lengthening once the last two evaluations agree '
+        'within 1.5 points, and the superseded runs of half the steps only show that halving '
+        'it keeps the shape, while the deeper models\' early stages are still weaker; it trains '
+        'the same two models with twice the steps the claim\'s settings had. Left untried where '
+        'no check explains the curve: trunks four times as wide, and another weighting of the '
+        'stages\' losses than equal.'),
     'schemes': (
         'Stage-wise training saturates below joint training when the later stages cannot '
         'correct features that stage 1 learnt alone; at this scale each stage-wise phase is '
