@@ -351,8 +351,8 @@ def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
   assert result.status == 'does not hold' and (result.finished, result.total) == (26, 30)
   assert result.text.endswith(
       'wider shared features do not make the stages after 4 pay either, so the features\' '
-      'width is not the reason (left out until their runs have finished: T=4, twice the steps, '
-      'T=6, twice the steps, 0 of 4 runs finished)')
+      'width is not the reason (left out until their runs have finished: "T=4, twice the '
+      'steps", "T=6, twice the steps"; 0 of 4 runs finished)')
   narrow = S.Store(str(tmp_path / 'b1'))
   _put_stages(narrow, stages, (50, 60, 70, 80, 79, 80), wide=(81, 86))
   text = _verdict(stages, narrow)
@@ -418,8 +418,8 @@ def test_scheme_gradient_and_receptive_field_verdicts(claims, tmp_path):
   # The SGD check not run yet: the claim is decided on its own settings, the verdict says so.
   text = _verdict(schemes, store)
   assert text.startswith('holds: (i) 81.0 ± 1.0 beats every other scheme')
-  assert text.endswith('(left out until their runs have finished: joint_sgd, final_only_sgd, '
-                       '0 of 4 runs finished)')
+  assert text.endswith('(left out until their runs have finished: "joint_sgd", '
+                       '"final_only_sgd"; 0 of 4 runs finished)')
   assert claims_lib.evaluate(schemes, store).finished == 16
   put_setting(store, schemes, 'joint_sgd', [78, 79, 78.5])
   put_setting(store, schemes, 'final_only_sgd', [60, 61, 60.5])
@@ -499,8 +499,8 @@ def test_recurrent_verdicts(claims, tmp_path):
   put_setting(store, its, '0 iterations', [68, 69])
   put_setting(store, its, '1 iteration', [74, 75], per_stage=[60, 74.5])
   assert _verdict(its, store).endswith(   # decided; the checks wait
-      '(left out until their runs have finished: 1 iteration, half width, 2 iterations, half '
-      'width, 0 of 4 runs finished)')
+      '(left out until their runs have finished: "1 iteration, half width", "2 iterations, '
+      'half width"; 0 of 4 runs finished)')
   put_setting(store, its, '1 iteration, half width', [70, 70], per_stage=[60, 70])
   put_setting(store, its, '2 iterations, half width', [71, 71], per_stage=[60, 65, 71])
   put_setting(store, limbs, claims_lib.LIMB_CHECK, [81, 81])
@@ -1145,7 +1145,7 @@ def test_the_iteration_claim_on_heavy_occlusion_is_checked_on_light_occlusion(tm
     put_setting(store, its, setting, values)
   v = _verdict(its, store)
   assert 'light occlusion, 1 iteration' not in v and v.endswith(
-      '(left out until their runs have finished: 2 iterations, light occlusion, 0 of 2 runs '
+      '(left out until their runs have finished: "2 iterations, light occlusion"; 0 of 2 runs '
       'finished)')
   put_setting(store, its, '2 iterations, light occlusion', [88.5, 89.5, 88.5])
   v = _verdict(its, store)

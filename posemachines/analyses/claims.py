@@ -303,8 +303,9 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
     if pending:
       waiting = needed_runs(claim, {n: need[n] for n in pending})
       done = sum(store.finished(s.key) for s in waiting)
-      text += (f' (left out until their runs have finished: {", ".join(pending)}, '
-               f'{done} of {len(waiting)} runs finished)')
+      names = ', '.join(f'"{name}"' for name in pending)
+      text += (f' (left out until their runs have finished: {names}; {done} of '
+               f'{len(waiting)} runs finished)')
     if lost_runs:
       per_setting = '; '.join(
           f'{name}: {len(lost[name])} of {need[name]} seeds, '
