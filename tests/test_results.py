@@ -353,6 +353,14 @@ def test_stage_verdicts_follow_the_numbers(claims, tmp_path):
       'wider shared features do not make the stages after 4 pay either, so the features\' '
       'width is not the reason (left out until their runs have finished: "T=4, twice the '
       'steps", "T=6, twice the steps"; 0 of 4 runs finished)')
+  # Its finished seeds still show in the table, marked as left out, but not in the verdict.
+  name = 'T=6' + claims_lib.LONG
+  put_setting(pending, stages, name, [70])
+  result = claims_lib.evaluate(stages, pending)
+  assert result.stats[name].n == 0 and result.held[name].values == [70.0]
+  assert result.text.endswith('; 1 of 4 runs finished)')
+  row = next(l for l in report.table_stages(result) if l.startswith('| 6, twice the steps |'))
+  assert f'| 1/{result.seeds[name]} (left out until all have run) | 70.0' in row, row
   narrow = S.Store(str(tmp_path / 'b1'))
   _put_stages(narrow, stages, (50, 60, 70, 80, 79, 80), wide=(81, 86))
   text = _verdict(stages, narrow)

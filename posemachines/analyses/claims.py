@@ -233,6 +233,7 @@ class Result:
   seeds: dict
   unconverged: list      # (label, change in points) of runs that did not converge
   lost: list = dataclasses.field(default_factory=list)   # (RunSpec, parts) of runs left out
+  held: dict = dataclasses.field(default_factory=dict)   # {quantity: Stat} of pending checks
 
 
 def needed_runs(claim: Claim, need: dict) -> list[RunSpec]:
@@ -263,8 +264,11 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
              and not all(store.finished(s.key) for seed in range(need[name])
                          for s in claim.settings[name](seed))]
   main_runs = needed_runs(claim, {n: k for n, k in need.items() if n not in claim.checks})
+  held = {}
   for q in claim.quantities:
     if q.setting in dropped or q.setting in pending:
+      if q.setting in pending and st[q.name].n:
+        held[q.name] = st[q.name]
       st[q.name] = Stat([], [], [])
   unconverged = []
   last_keys = {claim.settings[name](seed)[-1].key for name in claim.settings
@@ -314,7 +318,8 @@ def evaluate(claim: Claim, store: S.Store, seeds: int = 2) -> Result:
       if per_setting:
         text += (f' (left out, each replaced by the next seed, as its last output lost a '
                  f'part: {per_setting})')
-  return Result(claim, status, text, st, finished, len(runs), need, unconverged, lost_runs)
+  return Result(claim, status, text, st, finished, len(runs), need, unconverged, lost_runs,
+                held)
 
 
 def _lost_text(lost_runs) -> str:
