@@ -440,15 +440,13 @@ def table_stages(result):
   lines = ['| stages | steps | seeds | final-stage PCKh@0.5 | every stage (mean) | CPU min per '
            'run |', '|---|---|---|---|---|---|']
   for n, s in st.items():
+    seeds = _seeds(s, result.seeds[n])
+    if n in result.held:
+      # A check still training: the seeds that have finished, marked as left out of the verdict.
+      s = result.held[n]
+      seeds = f'{s.n}/{result.seeds[n]} (left out until all have run)'
     every = ' / '.join(f'{m:.1f}' for m, _ in per_stage(s)) or '-'
     steps = _steps(result, n)
-    held = result.held.get(n)
-    if not s.n and held is not None:
-      # A check still training: the seeds that have finished, marked as left out of the verdict.
-      s, seeds = held, f'{held.n}/{result.seeds[n]} (left out until all have run)'
-      every = ' / '.join(f'{m:.1f}' for m, _ in per_stage(s))
-    else:
-      seeds = _seeds(s, result.seeds[n])
     lines.append(f'| {n.split("=")[1]} | {steps} | {seeds} | {s.text()} '
                  f'| {every} | {_cpu_minutes(s):.0f} |' if s.n else
                  f'| {n.split("=")[1]} | {steps} | 0/{result.seeds[n]} | - | - | - |')
