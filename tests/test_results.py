@@ -415,6 +415,28 @@ def test_the_analyses_stage_outputs_see_the_whole_crop_from_stage_2_as_the_paper
       'stop earlier here')
 
 
+def test_every_table_shows_the_finished_seeds_of_a_check_still_training(claims, tmp_path):
+  tables = {'stages': report.table_stages, 'schemes': report.table_schemes,
+            'receptive_fields': report.table_receptive_fields,
+            'recurrent_iterations': report.table_iterations,
+            'recurrent_limbs': report.table_limbs}
+  with_checks = [c for c in claims if c.checks]
+  assert {c.key for c in with_checks} <= set(tables) and len(with_checks) >= 4
+  for claim in with_checks:
+    store = S.Store(str(tmp_path / claim.key))
+    check = claim.checks[0]
+    q = next(q for q in claim.quantities if q.setting == check)
+    put_setting(store, claim, check, [70])       # one seed of the check, nothing else
+    result = claims_lib.evaluate(claim, store)
+    assert result.stats[q.name].n == 0 and result.held[q.name].values == [70.0], claim.key
+    rows = [l for l in tables[claim.key](result)
+            if f'| 1/{result.seeds[check]} (left out until all have run) |' in l]
+    assert len(rows) == 1 and '70.0' in rows[0], (claim.key, rows)
+    # Without it, the row reads as not run.
+    empty = claims_lib.evaluate(claim, S.Store(str(tmp_path / (claim.key + '_empty'))))
+    assert not any('left out until all have run' in l for l in tables[claim.key](empty))
+
+
 def test_scheme_gradient_and_receptive_field_verdicts(claims, tmp_path):
   store = S.Store(str(tmp_path / 's'))
   schemes = _claim(claims, 'schemes')

@@ -62,6 +62,18 @@ def _seeds(stat, need):
   return f'{stat.n}/{need}'
 
 
+def shown(result, quantity: str, setting: str | None = None):
+  """The stat a table shows for ``quantity`` (of ``setting``, by default the setting of that
+  name) and its seeds cell. A check still training has an empty stat, as it is left out of the
+  verdict; the seeds of it that have finished are shown, marked as left out."""
+  need = result.seeds[setting or quantity]
+  if quantity in result.held:
+    s = result.held[quantity]
+    return s, f'{s.n}/{need} (left out until all have run)'
+  s = result.stats[quantity]
+  return s, _seeds(s, need)
+
+
 def _visible_share(v: dict) -> float:
   """The visible fraction of the annotated parts of a visibility summary: a random ranking's
   AP."""
@@ -436,20 +448,15 @@ def table_gradients(result):
 
 
 def table_stages(result):
-  st = result.stats
   lines = ['| stages | steps | seeds | final-stage PCKh@0.5 | every stage (mean) | CPU min per '
            'run |', '|---|---|---|---|---|---|']
-  for n, s in st.items():
-    seeds = _seeds(s, result.seeds[n])
-    if n in result.held:
-      # A check still training: the seeds that have finished, marked as left out of the verdict.
-      s = result.held[n]
-      seeds = f'{s.n}/{result.seeds[n]} (left out until all have run)'
+  for n in result.stats:
+    s, seeds = shown(result, n)
     every = ' / '.join(f'{m:.1f}' for m, _ in per_stage(s)) or '-'
     steps = _steps(result, n)
     lines.append(f'| {n.split("=")[1]} | {steps} | {seeds} | {s.text()} '
                  f'| {every} | {_cpu_minutes(s):.0f} |' if s.n else
-                 f'| {n.split("=")[1]} | {steps} | 0/{result.seeds[n]} | - | - | - |')
+                 f'| {n.split("=")[1]} | {steps} | {seeds} | - | - | - |')
   return lines
 
 
@@ -485,13 +492,13 @@ def table_schemes(result):
   lines = ['| scheme | steps | seeds | ' + ' | '.join(f'stage {t + 1}' for t in range(num)) + ' |',
            '|---|---|---|' + '---|' * num]
   for q in result.claim.quantities:
-    s = st[q.name]
+    s, seeds = shown(result, q.name, q.setting)
     steps = _steps(result, q.setting)
     if s.n:
       cells = ' | '.join(_pm(m, sd, s.n) for m, sd in per_stage(s))
     else:
       cells = ' | '.join('-' for _ in range(num))
-    lines.append(f'| {q.name} | {steps} | {_seeds(s, result.seeds[q.setting])} | {cells} |')
+    lines.append(f'| {q.name} | {steps} | {seeds} | {cells} |')
   return lines
 
 
@@ -505,10 +512,10 @@ def table_receptive_fields(result):
     k = claims_lib._rf_kernels(n)  # noqa: SLF001
     label = (f'base: {"/".join(map(str, m.trunk_kernels))} / '
              f'{"/".join(map(str, m.stage_kernels))}' if k[0] is None else n)
-    every = ' / '.join(f'{v:.1f}' for v, _ in per_stage(st[n])) or '-'
+    s, seeds = shown(result, n)
+    every = ' / '.join(f'{v:.1f}' for v, _ in per_stage(s)) or '-'
     lines.append(f'| {label} | {runs.parameters(*k):,} | {runs.receptive_field(*k):.0f} | '
-                 f'{_steps(result, n)} | {_seeds(st[n], result.seeds[n])} | {st[n].text()} | '
-                 f'{every} |')
+                 f'{_steps(result, n)} | {seeds} | {s.text()} | {every} |')
   return lines
 
 
@@ -532,9 +539,9 @@ def table_iterations(result):
            '| model | seeds | feed-forward, then each iteration | final output |',
            '|---|---|---|---|']
   for name in result.claim.settings:
-    st = result.stats[name]
+    st, seeds = shown(result, name)
     every = ' / '.join(_pm(m, sd, st.n) for m, sd in per_stage(st)) or '-'
-    lines.append(f'| {name} | {_seeds(st, result.seeds[name])} | {every} | {st.text()} |')
+    lines.append(f'| {name} | {seeds} | {every} | {st.text()} |')
   return lines
 
 
@@ -544,11 +551,11 @@ def table_limbs(result):
            '| setting | seeds | limb blob sigma along / across (of the limb\'s length) | '
            'PCKh@0.5 | visible / occluded parts |', '|---|---|---|---|---|']
   for name, chain in result.claim.settings.items():
-    st, c = result.stats[name], chain(0)[-1].config
+    (st, seeds), c = shown(result, name), chain(0)[-1].config
     blobs = (f'{c.targets.limb_along:.3g} / {c.targets.limb_across:.3g}'
              if c.model.limb_heatmaps else 'no limb heatmaps')
     split = ' / '.join(_fmt([f(l) for l in st.loaded]) for f in (S.visible_pck, S.occluded_pck))
-    lines.append(f'| {name} | {_seeds(st, result.seeds[name])} | {blobs} | {st.text()} | '
+    lines.append(f'| {name} | {seeds} | {blobs} | {st.text()} | '
                  f'{split if st.n else "-"} |')
   return lines
 
@@ -895,8 +902,7 @@ def write(results, store: S.Store, out_md: str, fig_dir: str, command: str,
           lines += fig('limb_blobs.png', 'limb blobs at both sizes')
       if r.claim.key not in ('recurrent_iterations', 'recurrent_limbs'):
         lines += ['Seeds (kept / trained) of this claim: '
-                  + ', '.join(f'{name} {_seeds(r.stats[name], r.seeds[name])}'
-                              for name in r.claim.settings)
+                  + ', '.join(f'{name} {shown(r, name)[1]}' for name in r.claim.settings)
                   + '; the table above takes every finished seed of a variant.', '']
       lines += [f'**{_cap(r.text)}.**', '']
     light = section_light_occlusion(results, store, rstats)
