@@ -487,7 +487,6 @@ def table_refinement(result, stages_result=None):
 
 
 def table_schemes(result):
-  st = result.stats
   num = result.claim.runs.cpm.model.num_stages
   lines = ['| scheme | steps | seeds | ' + ' | '.join(f'stage {t + 1}' for t in range(num)) + ' |',
            '|---|---|---|' + '---|' * num]
